@@ -19,10 +19,11 @@ import (
 type SyncPolicy int
 
 const (
-	// SyncAlways fsyncs before WaitDurable returns. Concurrent appends share
-	// one fsync (group commit): the syncer fsyncs everything written while
-	// its previous fsync ran. Survives a machine crash. Readers see only
-	// synced batches, so a batch a consumer has seen is never lost.
+	// SyncAlways fsyncs every append, and WaitDurable returns once the
+	// batch is fsynced. Concurrent appends share one fsync (group commit):
+	// the syncer fsyncs everything written while its previous fsync ran.
+	// Survives a machine crash. Readers see only synced batches, so a batch
+	// a consumer has seen is never lost.
 	SyncAlways SyncPolicy = iota
 	// SyncInterval fsyncs in the background every Config.SyncInterval and
 	// on roll and close; WaitDurable returns at once. A process crash loses
@@ -417,6 +418,14 @@ func (l *Log) Append(batch []byte) (first, last int64, err error) {
 		l.notifyLocked()
 	}
 	l.mu.Unlock()
+	if l.cfg.SyncPolicy == SyncAlways {
+		// Readers see synced batches only, so every append asks for a
+		// (group) fsync even when nobody waits to acknowledge it.
+		select {
+		case l.syncReq <- struct{}{}:
+		default:
+		}
+	}
 	return next, active.next - 1, nil
 }
 

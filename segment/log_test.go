@@ -466,3 +466,15 @@ func TestAppendRejectsBadBatches(t *testing.T) {
 		t.Fatalf("bad batches moved the end to %d", end)
 	}
 }
+
+func TestSyncAlwaysPublishesWithoutWaiters(t *testing.T) {
+	l := openTest(t, Config{Dir: t.TempDir(), SyncPolicy: SyncAlways})
+	if _, _, err := l.Append(testBatch(0, 1, 10, 1)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.WaitFor(ctx, 0); err != nil {
+		t.Fatalf("an append nobody waited for never became readable: %v", err)
+	}
+}
