@@ -41,10 +41,6 @@ const (
 
 	// compressionMask selects the compression codec bits of the attributes.
 	compressionMask = 0x07
-	// timestampTypeBit marks LogAppendTime batches.
-	timestampTypeBit = 0x08
-	// transactionalBit marks batches written by a transactional producer.
-	transactionalBit = 0x10
 	// controlBit marks control batches (transaction markers).
 	controlBit = 0x20
 )

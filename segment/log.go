@@ -531,7 +531,7 @@ func (l *Log) syncOnce() {
 		return
 	}
 	if err := active.log.Sync(); err != nil {
-		l.fail(fmt.Errorf("sync %s: %w", active.path, err))
+		_ = l.fail(fmt.Errorf("sync %s: %w", active.path, err))
 		return
 	}
 	l.mu.Lock()

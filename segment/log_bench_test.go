@@ -7,16 +7,11 @@ import (
 	"testing"
 )
 
-// benchBatch is a 16 KiB batch of 16 records of 1 KiB, 25 % random bytes.
+// benchBatch is a 16 KiB batch of 16 records of 1 KiB (benchValue).
 func benchBatch(r *rand.Rand) []byte {
 	recs := make([]Record, 16)
 	for i := range recs {
-		v := make([]byte, 1000)
-		for j := range 250 {
-			v[j] = byte(r.Uint32())
-		}
-		copy(v[250:], `{"service":"checkout","level":"info","region":"eu-west-1","msg":"order placed","items":3,"currency":"EUR"}`)
-		recs[i] = Record{Timestamp: 1_700_000_000_000 + int64(i), Key: []byte("user-12345"), Value: v}
+		recs[i] = Record{Timestamp: 1_700_000_000_000 + int64(i), Key: []byte("user-12345"), Value: benchValue(r)}
 	}
 	return AppendBatch(nil, NoProducer, recs)
 }

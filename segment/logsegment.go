@@ -159,7 +159,7 @@ func (w *windowReader) bytes(pos int64, n int) ([]byte, error) {
 		w.buf = make([]byte, want)
 	}
 	w.buf = w.buf[:want]
-	if _, err := w.f.ReadAt(w.buf, pos); err != nil && !(errors.Is(err, io.EOF) && want == w.size-pos) {
+	if _, err := w.f.ReadAt(w.buf, pos); err != nil && (!errors.Is(err, io.EOF) || want != w.size-pos) {
 		w.buf = w.buf[:0]
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 )
 
 // ErrInjected is the error MemFS returns for an injected fault.
@@ -26,6 +27,7 @@ type MemFS struct {
 		failWrite, failSync int                 // fail the n-th next write / sync (1 = the next one)
 		tornWrite           bool                // a failed write still writes half of its bytes
 		writes, syncs       int                 // counters, for tests
+		syncDelay           time.Duration
 	}
 }
 
@@ -59,6 +61,13 @@ func (m *MemFS) FailSync(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.mu.failSync = n
+}
+
+// SetSyncDelay makes every File.Sync take at least d, like a real disk.
+func (m *MemFS) SetSyncDelay(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.mu.syncDelay = d
 }
 
 // Syncs returns how many File.Sync calls succeeded.
@@ -239,6 +248,10 @@ func (f *memFile) writeLocked(p []byte, off int64) {
 }
 
 func (f *memFile) Sync() error {
+	f.fs.mu.Lock()
+	d := f.fs.mu.syncDelay
+	f.fs.mu.Unlock()
+	time.Sleep(d) // outside the lock: writes proceed meanwhile
 	f.fs.mu.Lock()
 	defer f.fs.mu.Unlock()
 	if f.closed {

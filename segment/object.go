@@ -160,7 +160,7 @@ func EncodeObject(dst []byte, meta ObjectMeta, batches []byte, opts ObjectOption
 			dst = enc
 		} else {
 			cur.Codec, cur.StoredLen = FrameRaw, int64(len(raw))
-			dst = append(dst[:len(dst)], raw...)
+			dst = append(dst, raw...) // overwrites the unused zstd output
 		}
 		cur.CRC = crc32c(dst[len(dst)-int(cur.StoredLen):])
 		f.Frames = append(f.Frames, *cur)

@@ -1,0 +1,32 @@
+// Package metadata is Strata's shared state in etcd: the key schema, and
+// stores for topics, partition state and leadership, and brokers.
+//
+// # Key schema
+//
+// Every key lives under the cluster prefix /strata/<cluster>/. Values are
+// JSON.
+//
+//	key                                         value                                   lifetime
+//	brokers/<id>                                {"id","address","rack"}                 the broker's session lease
+//	topics/<name>                               {"name","id","partitions","config",     until deleted
+//	                                             "created_ms"}
+//	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          until the topic is deleted; never decreases
+//	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
+//	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   until the topic is deleted
+//	partitions/<topic>/<p>/segments/<base:020d> manifest entry of a tiered segment      (tiered storage)
+//	groups/<group>/...                          consumer group state                    (consumer groups)
+//	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
+//	controller                                  election key of the controller          (cluster mode)
+//
+// # Leadership and fencing
+//
+// A broker becomes a partition's leader in one transaction that requires
+// the leader key to be absent, increments partitions/<t>/<p>/epoch, and
+// puts the leader key bound to the broker's lease. The returned Leadership
+// remembers the leader key's mod revision. Every write that depends on
+// leadership (partition state now; manifest entries and WAL commits later)
+// is a transaction comparing the leader key's mod revision with the
+// Leadership's: once the lease expires, or another broker takes over, the
+// key is gone or rewritten and the write fails with ErrFenced. A deposed
+// leader can never commit.
+package metadata

@@ -1,0 +1,23 @@
+package metadata
+
+import "errors"
+
+var (
+	// ErrTopicExists is returned when creating a topic that exists.
+	ErrTopicExists = errors.New("metadata: topic already exists")
+	// ErrTopicNotFound is returned for a topic that does not exist.
+	ErrTopicNotFound = errors.New("metadata: topic not found")
+	// ErrPartitionNotFound is returned for a partition the topic lacks.
+	ErrPartitionNotFound = errors.New("metadata: partition not found")
+	// ErrInvalidTopicName is returned by ValidateTopicName.
+	ErrInvalidTopicName = errors.New("metadata: invalid topic name")
+	// ErrLeaderExists is returned by AcquireLeadership while another
+	// broker's leader key is alive.
+	ErrLeaderExists = errors.New("metadata: partition has a live leader")
+	// ErrFenced is returned by a leadership-dependent write whose
+	// leadership is no longer current: the lease expired or another broker
+	// took over. The caller must stop acting as leader.
+	ErrFenced = errors.New("metadata: leadership lost (fenced)")
+	// ErrConflict is returned when a read-modify-write kept losing races.
+	ErrConflict = errors.New("metadata: too many concurrent updates")
+)

@@ -1,0 +1,230 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// One real embedded etcd for the package; each test uses its own cluster
+// prefix.
+var (
+	testCli     *clientv3.Client
+	clusterSeq  atomic.Int32
+	testTimeout = 20 * time.Second
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strata-etcd-")
+	if err != nil {
+		panic(err)
+	}
+	e, err := StartEmbedded(EmbeddedConfig{Dir: dir})
+	if err != nil {
+		panic(err)
+	}
+	testCli, err = e.Client()
+	if err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	testCli.Close()
+	e.Close()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newStore(t *testing.T) (*Store, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return New(testCli, fmt.Sprintf("test-%d", clusterSeq.Add(1))), ctx
+}
+
+func lease(t *testing.T, ctx context.Context) clientv3.LeaseID {
+	t.Helper()
+	l, err := testCli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.ID
+}
+
+func TestTopicLifecycle(t *testing.T) {
+	s, ctx := newStore(t)
+	created, err := s.CreateTopic(ctx, Topic{Name: "orders", Partitions: 3, Config: map[string]string{"retention.ms": "1000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created.ID == "" || created.CreatedMs == 0 {
+		t.Fatalf("created %+v", created)
+	}
+	if _, err := s.CreateTopic(ctx, Topic{Name: "orders", Partitions: 1}); !errors.Is(err, ErrTopicExists) {
+		t.Fatalf("duplicate create: %v", err)
+	}
+	if _, err := s.CreateTopic(ctx, Topic{Name: "bad name", Partitions: 1}); !errors.Is(err, ErrInvalidTopicName) {
+		t.Fatalf("bad name: %v", err)
+	}
+	got, err := s.GetTopic(ctx, "orders")
+	if err != nil || got.ID != created.ID || got.Partitions != 3 || got.Config["retention.ms"] != "1000" {
+		t.Fatalf("GetTopic = %+v, %v", got, err)
+	}
+	for p := range int32(3) {
+		st, err := s.GetPartitionState(ctx, "orders", p)
+		if err != nil || st != (PartitionState{}) {
+			t.Fatalf("state of %d: %+v %v", p, st, err)
+		}
+	}
+	if _, err := s.GetPartitionState(ctx, "orders", 3); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("state of missing partition: %v", err)
+	}
+	if _, err := s.CreateTopic(ctx, Topic{Name: "audit", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.ListTopics(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "audit" || list[1].Name != "orders" {
+		t.Fatalf("ListTopics = %+v, %v", list, err)
+	}
+	altered, err := s.AlterTopicConfig(ctx, "orders", func(m map[string]string) (map[string]string, error) {
+		delete(m, "retention.ms")
+		m["segment.bytes"] = "1024"
+		return m, nil
+	})
+	if err != nil || altered.Config["segment.bytes"] != "1024" || altered.Config["retention.ms"] != "" {
+		t.Fatalf("AlterTopicConfig = %+v, %v", altered, err)
+	}
+	if err := s.DeleteTopic(ctx, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetTopic(ctx, "orders"); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("get deleted: %v", err)
+	}
+	if _, err := s.GetPartitionState(ctx, "orders", 0); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("partition state survived delete: %v", err)
+	}
+	if err := s.DeleteTopic(ctx, "orders"); !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+	again, err := s.CreateTopic(ctx, Topic{Name: "orders", Partitions: 1})
+	if err != nil || again.ID == created.ID {
+		t.Fatalf("recreate: %+v %v", again, err)
+	}
+}
+
+func TestConcurrentCreateHasOneWinner(t *testing.T) {
+	s, ctx := newStore(t)
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.CreateTopic(ctx, Topic{Name: "race", Partitions: 2})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, ErrTopicExists):
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d creators won", wins.Load())
+	}
+}
+
+// TestFencing is the fencing rule: a leader whose leadership was lost can
+// never write partition state again.
+func TestFencing(t *testing.T) {
+	s, ctx := newStore(t)
+	if _, err := s.CreateTopic(ctx, Topic{Name: "f", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	l1 := lease(t, ctx)
+	a, err := s.AcquireLeadership(ctx, "f", 0, 1, l1)
+	if err != nil || a.Epoch != 1 {
+		t.Fatalf("first leadership: %+v %v", a, err)
+	}
+	if _, err := s.AcquireLeadership(ctx, "f", 0, 2, lease(t, ctx)); !errors.Is(err, ErrLeaderExists) {
+		t.Fatalf("second leader while the first is alive: %v", err)
+	}
+	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 10}); err != nil {
+		t.Fatalf("current leader write: %v", err)
+	}
+	if cur, ok, err := s.GetLeader(ctx, "f", 0); err != nil || !ok || cur.BrokerID != 1 || cur.Epoch != 1 {
+		t.Fatalf("GetLeader = %+v %v %v", cur, ok, err)
+	}
+	// Broker 1's session ends: its leader key goes with the lease.
+	if _, err := testCli.Revoke(ctx, l1); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.GetLeader(ctx, "f", 0); ok {
+		t.Fatal("leader key survived its lease")
+	}
+	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 11}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write after losing the lease: %v, want ErrFenced", err)
+	}
+	b, err := s.AcquireLeadership(ctx, "f", 0, 2, lease(t, ctx))
+	if err != nil || b.Epoch != 2 {
+		t.Fatalf("takeover: %+v %v", b, err)
+	}
+	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 12}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("deposed leader write: %v, want ErrFenced", err)
+	}
+	if err := s.UpdatePartitionState(ctx, b, PartitionState{HighWatermark: 13}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := s.GetPartitionState(ctx, "f", 0)
+	if st.HighWatermark != 13 {
+		t.Fatalf("high watermark %d, want 13 (a fenced write landed)", st.HighWatermark)
+	}
+}
+
+func TestEpochsNeverRepeat(t *testing.T) {
+	s, ctx := newStore(t)
+	if _, err := s.CreateTopic(ctx, Topic{Name: "e", Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	last := int64(0)
+	for range 5 {
+		l := lease(t, ctx)
+		got, err := s.AcquireLeadership(ctx, "e", 0, 1, l)
+		if err != nil || got.Epoch <= last {
+			t.Fatalf("epoch %d after %d (%v)", got.Epoch, last, err)
+		}
+		last = got.Epoch
+		if _, err := testCli.Revoke(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.AcquireLeadership(ctx, "missing", 0, 1, lease(t, ctx)); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("leadership of a missing partition: %v", err)
+	}
+}
+
+func TestBrokersFollowTheirLease(t *testing.T) {
+	s, ctx := newStore(t)
+	l := lease(t, ctx)
+	if err := s.RegisterBroker(ctx, Broker{ID: 2, Address: "127.0.0.1:2"}, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterBroker(ctx, Broker{ID: 1, Address: "127.0.0.1:1"}, lease(t, ctx)); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := s.ListBrokers(ctx)
+	if err != nil || len(bs) != 2 || bs[0].ID != 1 {
+		t.Fatalf("ListBrokers = %+v %v", bs, err)
+	}
+	testCli.Revoke(ctx, l)
+	if bs, _ := s.ListBrokers(ctx); len(bs) != 1 || bs[0].ID != 1 {
+		t.Fatalf("after revoke: %+v", bs)
+	}
+}
