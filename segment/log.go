@@ -429,6 +429,19 @@ func (l *Log) Append(batch []byte) (first, last int64, err error) {
 	return next, active.next - 1, nil
 }
 
+// SetRollLimits changes SegmentBytes and SegmentAge (zero keeps a value);
+// they apply from the next append.
+func (l *Log) SetRollLimits(segmentBytes int64, age time.Duration) {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if segmentBytes > 0 {
+		l.cfg.SegmentBytes = min(segmentBytes, math.MaxUint32)
+	}
+	if age != 0 {
+		l.cfg.SegmentAge = age
+	}
+}
+
 func (l *Log) tooOld(s *logSegment) bool {
 	return l.cfg.SegmentAge > 0 && !s.firstAppend.IsZero() && l.cfg.Now().Sub(s.firstAppend) >= l.cfg.SegmentAge
 }

@@ -1,0 +1,29 @@
+package broker
+
+import (
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+)
+
+// MaxRequestBytes bounds a gRPC message; larger requests are refused with
+// RESOURCE_EXHAUSTED before they reach a handler.
+const MaxRequestBytes = 64 << 20
+
+// NewGRPCServer returns a gRPC server with the broker's services, the
+// health service (serving once the broker is ready) and reflection.
+func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20), grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20)}, opts...)
+	g := grpc.NewServer(opts...)
+	stratav1.RegisterAdminServiceServer(g, adminService{s: s})
+	stratav1.RegisterProduceServiceServer(g, produceService{s: s})
+	stratav1.RegisterConsumeServiceServer(g, consumeService{s: s})
+	stratav1.RegisterMetadataServiceServer(g, metadataService{s: s})
+	h := health.NewServer()
+	healthpb.RegisterHealthServer(g, h)
+	reflection.Register(g)
+	return g, h
+}

@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the broker's Prometheus metrics.
+type Metrics struct {
+	produceRequests *prometheus.CounterVec
+	produceLatency  *prometheus.HistogramVec
+	fetchRequests   prometheus.Counter
+	fetchLatency    prometheus.Histogram
+	bytesIn         *prometheus.CounterVec
+	bytesOut        *prometheus.CounterVec
+	reg             prometheus.Registerer
+}
+
+// NewMetrics registers the broker's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		produceRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_produce_requests_total", Help: "Produce requests answered, by outcome (ok or the first partition error's gRPC code).",
+		}, []string{"code"}),
+		produceLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "strata_produce_latency_seconds", Help: "Time from receiving a produce request to acknowledging it, by acks.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"acks"}),
+		fetchRequests: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_fetch_responses_total", Help: "Consume responses sent.",
+		}),
+		fetchLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strata_fetch_latency_seconds", Help: "Time to assemble a consume response, long-poll wait included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_bytes_in_total", Help: "Record batch bytes appended, by topic.",
+		}, []string{"topic"}),
+		bytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_bytes_out_total", Help: "Record batch bytes sent to consumers, by topic.",
+		}, []string{"topic"}),
+		reg: reg,
+	}
+	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut)
+	return m
+}
+
+func (m *Metrics) bindServer(s *Server) {
+	m.reg.MustRegister(&offsetCollector{s: s})
+}
+
+// offsetCollector reports each led partition's log offsets at scrape time.
+type offsetCollector struct{ s *Server }
+
+var (
+	logEndDesc   = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
+	logStartDesc = prometheus.NewDesc("strata_log_start_offset", "First offset in the local log, per partition led here.", []string{"topic", "partition"}, nil)
+)
+
+func (c *offsetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- logEndDesc
+	ch <- logStartDesc
+}
+
+func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.RLock()
+	parts := make([]*partition, 0, len(c.s.mu.partitions))
+	for _, p := range c.s.mu.partitions {
+		parts = append(parts, p)
+	}
+	c.s.mu.RUnlock()
+	for _, p := range parts {
+		start, end := p.log.Offsets()
+		pl := strconv.Itoa(int(p.id))
+		ch <- prometheus.MustNewConstMetric(logEndDesc, prometheus.GaugeValue, float64(end), p.topic, pl)
+		ch <- prometheus.MustNewConstMetric(logStartDesc, prometheus.GaugeValue, float64(start), p.topic, pl)
+	}
+}

@@ -1,0 +1,209 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-stream/strata/metadata"
+	"github.com/strata-stream/strata/segment"
+)
+
+// Acks is how durable a produce must be before it is acknowledged.
+type Acks int
+
+const (
+	// AcksNone acknowledges once the batch is accepted.
+	AcksNone Acks = iota
+	// AcksLeader acknowledges once the batch is in the leader's local log
+	// and group-fsynced (the log's sync policy).
+	AcksLeader
+	// AcksAll acknowledges once the batch is durable in the cluster. Until
+	// the object-store WAL exists it means: fsynced in the leader's log.
+	AcksAll
+)
+
+// ParseAcks parses "none", "leader" or "all".
+func ParseAcks(s string) (Acks, error) {
+	switch s {
+	case "none", "0":
+		return AcksNone, nil
+	case "leader", "1":
+		return AcksLeader, nil
+	case "all", "-1":
+		return AcksAll, nil
+	}
+	return 0, fmt.Errorf("%w: acks %q (want none, leader or all)", ErrInvalidRequest, s)
+}
+
+func (a Acks) String() string { return [...]string{"none", "leader", "all"}[a] }
+
+// partition is a partition this broker leads: its local log and config.
+// The log serialises appends itself; readers run concurrently.
+type partition struct {
+	topic  string
+	id     int32
+	epoch  int64
+	lead   metadata.Leadership
+	log    *segment.Log
+	config atomic.Pointer[TopicConfig]
+	// published is the state last written to etcd; only publishState
+	// touches it.
+	published metadata.PartitionState
+}
+
+// splitBatches validates records, one or more concatenated RecordBatch v2,
+// against the topic's limits, and returns the batches. It checks
+// everything before anything is written, so a bad request writes nothing.
+func splitBatches(records []byte, maxMessageBytes int32) ([][]byte, error) {
+	if len(records) == 0 {
+		return nil, fmt.Errorf("%w: no records", ErrInvalidBatch)
+	}
+	var out [][]byte
+	for len(records) > 0 {
+		size, err := segment.PeekBatchSize(records)
+		if err == nil && size > int(maxMessageBytes) {
+			return nil, fmt.Errorf("%w: batch of %d bytes exceeds max.message.bytes %d", ErrRecordTooLarge, size, maxMessageBytes)
+		}
+		h, err := segment.ValidateBatch(records)
+		if err != nil {
+			return nil, fmt.Errorf("%w: batch %d: %v", ErrInvalidBatch, len(out), err)
+		}
+		if h.Compression() != 0 {
+			return nil, fmt.Errorf("%w: batch %d: compressed batches are not supported yet (codec %d)", ErrInvalidBatch, len(out), h.Compression())
+		}
+		out = append(out, records[:h.Size()])
+		records = records[h.Size():]
+	}
+	return out, nil
+}
+
+// appendResult is where a produce landed.
+type appendResult struct {
+	base, last int64
+	appendTime int64
+}
+
+// append writes batches (already validated by splitBatches) to the log and
+// returns their offsets, without waiting for durability.
+func (p *partition) append(batches [][]byte) (appendResult, error) {
+	res := appendResult{base: -1}
+	for _, b := range batches {
+		segment.SetPartitionLeaderEpoch(b, int32(p.epoch))
+		first, last, err := p.log.Append(b)
+		if err != nil {
+			if errors.Is(err, segment.ErrBatchTooLarge) {
+				return res, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+			}
+			return res, err
+		}
+		if res.base < 0 {
+			res.base = first
+		}
+		res.last = last
+	}
+	return res, nil
+}
+
+// waitAcks waits until the batches below next are as durable as acks asks.
+func (p *partition) waitAcks(ctx context.Context, acks Acks, next int64) error {
+	switch acks {
+	case AcksNone:
+		return nil
+	case AcksLeader:
+		return p.log.WaitDurable(ctx, next)
+	default:
+		return p.log.Sync(ctx, next)
+	}
+}
+
+// resolveOffset turns a start position into an offset of the local log.
+func (p *partition) resolveOffset(spec OffsetSpec) (int64, error) {
+	start, end := p.log.Offsets()
+	switch spec.Kind {
+	case OffsetEarliest:
+		return start, nil
+	case OffsetLatest:
+		return end, nil
+	case OffsetTimestamp:
+		off, ok, err := p.log.OffsetForTimestamp(spec.Value)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return end, nil
+		}
+		return max(off, start), nil
+	default:
+		if spec.Value < start || spec.Value > end {
+			return 0, fmt.Errorf("%w: offset %d of %s/%d, log has [%d, %d]", ErrOffsetOutOfRange, spec.Value, p.topic, p.id, start, end)
+		}
+		return spec.Value, nil
+	}
+}
+
+// OffsetKind is how a start position is given.
+type OffsetKind int
+
+const (
+	OffsetExact OffsetKind = iota
+	OffsetEarliest
+	OffsetLatest
+	OffsetTimestamp
+)
+
+// OffsetSpec is a start position: an exact offset, earliest, latest, or the
+// first record at or after a timestamp (milliseconds).
+type OffsetSpec struct {
+	Kind  OffsetKind
+	Value int64
+}
+
+// fetch reads batches from offset into at most maxBytes, waiting until
+// deadline (on clock now) for at least minBytes. It returns what it has
+// when the wait ends.
+func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes int, deadline time.Time, now func() time.Time) (segment.ReadResult, error) {
+	var out segment.ReadResult
+	out.Next = from
+	for {
+		res, err := p.log.Read(out.Next, maxBytes-len(out.Batches))
+		if err != nil {
+			if len(out.Batches) > 0 && !errors.Is(err, segment.ErrCorrupt) {
+				return out, nil
+			}
+			if errors.Is(err, segment.ErrCorrupt) {
+				return out, fmt.Errorf("%w: %s/%d: %v", ErrDataLoss, p.topic, p.id, err)
+			}
+			return out, err
+		}
+		out.End = res.End
+		if len(res.Batches) > 0 {
+			out.Batches = append(out.Batches, res.Batches...)
+			out.Next = res.Next
+		}
+		if len(out.Batches) >= minBytes || len(out.Batches) >= maxBytes {
+			return out, nil
+		}
+		if len(res.Batches) > 0 {
+			continue // more may be readable in the next segment
+		}
+		wait := deadline.Sub(now())
+		if wait <= 0 {
+			return out, nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		err = p.log.WaitFor(wctx, out.Next)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return out, ctx.Err()
+			}
+			if errors.Is(err, context.DeadlineExceeded) {
+				return out, nil
+			}
+			return out, err
+		}
+	}
+}

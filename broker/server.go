@@ -1,0 +1,482 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-stream/strata/metadata"
+	"github.com/strata-stream/strata/segment"
+)
+
+// Config configures a broker.
+type Config struct {
+	// DataDir holds the partitions' logs under DataDir/logs.
+	DataDir string
+	// BrokerID identifies the broker in the cluster (default 1).
+	BrokerID int32
+	// Advertise is the gRPC address clients reach this broker at.
+	Advertise string
+	// Rack is an optional placement label.
+	Rack string
+	// SyncPolicy is the local log's fsync policy (default always).
+	SyncPolicy segment.SyncPolicy
+	// MaxPartitions bounds a topic's partition count (default 10000).
+	MaxPartitions int32
+	// SessionTTL is the etcd lease TTL of the broker's session (default 6 s).
+	SessionTTL time.Duration
+	// StateInterval is how often partition offsets are written to etcd
+	// (default 1 s).
+	StateInterval time.Duration
+	// ReconcileInterval is how often the broker reconciles the partitions
+	// it serves with the topics in etcd (default 2 s).
+	ReconcileInterval time.Duration
+	Logger            *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.BrokerID == 0 {
+		c.BrokerID = 1
+	}
+	if c.MaxPartitions <= 0 {
+		c.MaxPartitions = 10000
+	}
+	if c.SessionTTL <= 0 {
+		c.SessionTTL = 6 * time.Second
+	}
+	if c.StateInterval <= 0 {
+		c.StateInterval = time.Second
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+type partKey struct {
+	topic string
+	p     int32
+}
+
+// topicEntry is a topic as this broker serves it.
+type topicEntry struct {
+	meta   metadata.Topic
+	config TopicConfig
+}
+
+// Server is a broker: it leads partitions, serves produce and fetch, and
+// keeps their state in etcd.
+//
+// Lock order: mu only; no I/O under it.
+type Server struct {
+	cfg     Config
+	logger  *slog.Logger
+	store   *metadata.Store
+	metrics *Metrics
+
+	mu struct {
+		sync.RWMutex
+		session    *concurrency.Session
+		topics     map[string]*topicEntry
+		partitions map[partKey]*partition
+		ready      bool
+		closing    bool
+	}
+	// stopping is closed by BeginShutdown: streams end so that the gRPC
+	// server can stop gracefully.
+	stopping     chan struct{}
+	stoppingOnce sync.Once
+	// opening serialises opening and closing partitions (I/O happens
+	// under it, not under mu).
+	opening sync.Mutex
+}
+
+// New returns a broker on store. Run starts it.
+func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, logger: cfg.Logger.With("broker", cfg.BrokerID), store: store, metrics: m}
+	s.stopping = make(chan struct{})
+	s.mu.topics = map[string]*topicEntry{}
+	s.mu.partitions = map[partKey]*partition{}
+	if m != nil {
+		m.bindServer(s)
+	}
+	return s
+}
+
+// BeginShutdown ends the long-lived streams: produce streams acknowledge
+// what they appended and end, consume streams end, both with UNAVAILABLE so
+// clients reconnect elsewhere or later. Unary requests are unaffected; call
+// it before the gRPC server's GracefulStop.
+func (s *Server) BeginShutdown() {
+	s.stoppingOnce.Do(func() { close(s.stopping) })
+}
+
+// Ready reports whether the broker has registered and opened its
+// partitions.
+func (s *Server) Ready() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.mu.ready
+}
+
+// Run registers the broker, leads and opens the partitions, and keeps
+// their state in etcd until ctx ends; then it closes every log (synced).
+func (s *Server) Run(ctx context.Context) error {
+	defer s.closeAll()
+	for {
+		err := s.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.logger.Error("etcd session lost; stepping down and rejoining", "err", err)
+		s.closeAll()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// runSession runs one etcd session: it returns when the session ends.
+func (s *Server) runSession(ctx context.Context) error {
+	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithTTL(int(s.cfg.SessionTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("broker: etcd session: %w", err)
+	}
+	defer sess.Close()
+	if err := s.register(ctx, sess); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.mu.session = sess
+	s.mu.Unlock()
+	if err := s.reconcile(ctx); err != nil {
+		s.logger.Warn("initial reconcile", "err", err)
+	}
+	s.mu.Lock()
+	s.mu.ready = true
+	s.mu.Unlock()
+	s.logger.Info("broker ready", "address", s.cfg.Advertise)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		select {
+		case <-sess.Done():
+			return errors.New("broker: etcd session expired")
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	g.Go(func() error { return s.loop(gctx, s.cfg.ReconcileInterval, s.reconcile) })
+	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
+	err = g.Wait()
+	s.mu.Lock()
+	s.mu.ready = false
+	s.mu.session = nil
+	s.mu.Unlock()
+	return err
+}
+
+// loop runs fn every interval until ctx ends; fn's errors are logged.
+func (s *Server) loop(ctx context.Context, every time.Duration, fn func(context.Context) error) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("background step failed", "err", err)
+			}
+		}
+	}
+}
+
+// register puts the broker's key on its lease. A key left by a previous
+// incarnation of this broker (killed before its lease expired) is revoked
+// with its lease, which releases the partitions it led.
+func (s *Server) register(ctx context.Context, sess *concurrency.Session) error {
+	key := s.store.Prefix() + "brokers/" + strconv.Itoa(int(s.cfg.BrokerID))
+	resp, err := s.store.Client().Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("broker: read registration: %w", err)
+	}
+	if len(resp.Kvs) > 0 && clientv3.LeaseID(resp.Kvs[0].Lease) != sess.Lease() && resp.Kvs[0].Lease != 0 {
+		s.logger.Info("revoking the session of a previous incarnation", "lease", resp.Kvs[0].Lease)
+		if _, err := s.store.Client().Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+			s.logger.Warn("revoke previous session", "err", err)
+		}
+	}
+	return s.store.RegisterBroker(ctx, metadata.Broker{ID: s.cfg.BrokerID, Address: s.cfg.Advertise, Rack: s.cfg.Rack}, sess.Lease())
+}
+
+// reconcile makes the served partitions match the topics in etcd: it leads
+// and opens the partitions of new topics and closes those of deleted ones.
+func (s *Server) reconcile(ctx context.Context) error {
+	topics, err := s.store.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	want := map[string]metadata.Topic{}
+	for _, t := range topics {
+		want[t.Name] = t
+		if err := s.ensureTopic(ctx, t); err != nil {
+			s.logger.Warn("open topic", "topic", t.Name, "err", err)
+		}
+	}
+	s.mu.RLock()
+	var gone []string
+	for name, e := range s.mu.topics {
+		if t, ok := want[name]; !ok || t.ID != e.meta.ID {
+			gone = append(gone, name)
+		}
+	}
+	s.mu.RUnlock()
+	for _, name := range gone {
+		s.dropTopic(name, true)
+	}
+	return nil
+}
+
+// ensureTopic opens (and leads) every partition of t not yet served.
+func (s *Server) ensureTopic(ctx context.Context, t metadata.Topic) error {
+	cfg, err := ParseTopicConfig(t.Config)
+	if err != nil {
+		return err
+	}
+	s.opening.Lock()
+	defer s.opening.Unlock()
+	s.mu.Lock()
+	e, ok := s.mu.topics[t.Name]
+	if ok && e.meta.ID != t.ID {
+		s.mu.Unlock()
+		s.dropTopicLocked(t.Name, true)
+		s.mu.Lock()
+		ok = false
+	}
+	if !ok {
+		e = &topicEntry{meta: t, config: cfg}
+		s.mu.topics[t.Name] = e
+	} else {
+		e.meta, e.config = t, cfg
+	}
+	sess := s.mu.session
+	var missing []int32
+	for p := range t.Partitions {
+		if part, ok := s.mu.partitions[partKey{t.Name, p}]; ok {
+			c := cfg
+			part.config.Store(&c)
+			part.log.SetRollLimits(cfg.SegmentBytes, cfg.SegmentAge())
+			continue
+		}
+		missing = append(missing, p)
+	}
+	s.mu.Unlock()
+	if sess == nil {
+		return fmt.Errorf("%w: no etcd session", ErrUnavailable)
+	}
+	var errs []error
+	for _, p := range missing {
+		part, err := s.openPartition(ctx, sess, t, p, cfg)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.mu.Lock()
+		s.mu.partitions[partKey{t.Name, p}] = part
+		s.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Server) partitionDir(t metadata.Topic, p int32) string {
+	return filepath.Join(s.cfg.DataDir, "logs", t.Name+"."+t.ID, strconv.Itoa(int(p)))
+}
+
+// openPartition takes the leadership of t/p and opens its log.
+func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t metadata.Topic, p int32, cfg TopicConfig) (*partition, error) {
+	lead, err := s.store.AcquireLeadership(ctx, t.Name, p, s.cfg.BrokerID, sess.Lease())
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.store.GetPartitionState(ctx, t.Name, p)
+	if err != nil {
+		return nil, err
+	}
+	l, err := segment.Open(segment.Config{
+		Dir:          s.partitionDir(t, p),
+		SegmentBytes: cfg.SegmentBytes,
+		SegmentAge:   cfg.SegmentAge(),
+		SyncPolicy:   s.cfg.SyncPolicy,
+		StartOffset:  st.HighWatermark,
+		Now:          s.cfg.Now,
+		Logger:       s.logger.With("topic", t.Name, "partition", p),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: open log of %s/%d: %w", t.Name, p, err)
+	}
+	if _, end := l.Offsets(); end < st.HighWatermark {
+		// The local log lost acknowledged data (a disk lost or replaced):
+		// without tiered storage there is no other copy to rebuild from.
+		s.logger.Error("local log ends below the recorded high watermark",
+			"topic", t.Name, "partition", p, "log_end", end, "high_watermark", st.HighWatermark)
+	}
+	part := &partition{topic: t.Name, id: p, epoch: lead.Epoch, lead: lead, log: l}
+	part.config.Store(&cfg)
+	s.logger.Debug("leading partition", "topic", t.Name, "partition", p, "epoch", lead.Epoch)
+	return part, nil
+}
+
+// dropTopic stops serving a topic's partitions, and removes their data
+// when remove is true.
+func (s *Server) dropTopic(name string, remove bool) {
+	s.opening.Lock()
+	defer s.opening.Unlock()
+	s.dropTopicLocked(name, remove)
+}
+
+func (s *Server) dropTopicLocked(name string, remove bool) {
+	s.mu.Lock()
+	e := s.mu.topics[name]
+	delete(s.mu.topics, name)
+	var parts []*partition
+	for k, p := range s.mu.partitions {
+		if k.topic == name {
+			parts = append(parts, p)
+			delete(s.mu.partitions, k)
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range parts {
+		if err := p.log.Close(); err != nil {
+			s.logger.Warn("close log", "topic", name, "partition", p.id, "err", err)
+		}
+	}
+	if remove && e != nil {
+		dir := filepath.Join(s.cfg.DataDir, "logs", name+"."+e.meta.ID)
+		if err := os.RemoveAll(dir); err != nil {
+			s.logger.Warn("remove topic data", "dir", dir, "err", err)
+		}
+	}
+}
+
+// closeAll closes every partition's log (syncing it) and forgets them.
+func (s *Server) closeAll() {
+	s.mu.RLock()
+	var names []string
+	for name := range s.mu.topics {
+		names = append(names, name)
+	}
+	s.mu.RUnlock()
+	for _, n := range names {
+		s.dropTopic(n, false)
+	}
+}
+
+// publishState writes each partition's offsets to etcd, fenced by its
+// leadership. A fenced partition is dropped: this broker no longer leads it.
+func (s *Server) publishState(ctx context.Context) error {
+	s.mu.RLock()
+	parts := make([]*partition, 0, len(s.mu.partitions))
+	for _, p := range s.mu.partitions {
+		parts = append(parts, p)
+	}
+	s.mu.RUnlock()
+	for _, p := range parts {
+		start, end := p.log.Offsets()
+		st := metadata.PartitionState{LogStartOffset: start, HighWatermark: end}
+		if st == p.published {
+			continue
+		}
+		err := s.store.UpdatePartitionState(ctx, p.lead, st)
+		if errors.Is(err, metadata.ErrFenced) {
+			s.logger.Error("fenced: no longer the leader", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
+			s.dropPartition(p)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		p.published = st
+	}
+	return nil
+}
+
+func (s *Server) dropPartition(p *partition) {
+	s.mu.Lock()
+	if s.mu.partitions[partKey{p.topic, p.id}] == p {
+		delete(s.mu.partitions, partKey{p.topic, p.id})
+	}
+	s.mu.Unlock()
+	p.log.Close()
+}
+
+// topic returns a served topic, or ErrTopicNotFound.
+func (s *Server) topic(name string) (*topicEntry, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	e, ok := s.mu.topics[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+	}
+	return e, nil
+}
+
+// partition returns a partition this broker leads, or the precise reason
+// it cannot serve it.
+func (s *Server) partition(topic string, p int32) (*partition, error) {
+	if err := metadata.ValidateTopicName(topic); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	e, ok := s.mu.topics[topic]
+	part := s.mu.partitions[partKey{topic, p}]
+	ready := s.mu.ready
+	s.mu.RUnlock()
+	switch {
+	case !ok && !ready:
+		return nil, fmt.Errorf("%w: broker is starting", ErrUnavailable)
+	case !ok:
+		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, topic)
+	case p < 0 || p >= e.meta.Partitions:
+		return nil, fmt.Errorf("%w: %s/%d (the topic has %d partitions)", ErrPartitionNotFound, topic, p, e.meta.Partitions)
+	case part == nil:
+		return nil, &NotLeaderError{Topic: topic, Partition: p, LeaderID: -1}
+	}
+	return part, nil
+}
+
+// partitionsOf returns the served partitions of a topic, sorted.
+func (s *Server) partitionsOf(topic string) []*partition {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []*partition
+	for k, p := range s.mu.partitions {
+		if k.topic == topic {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}

@@ -1,0 +1,609 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
+)
+
+// ErrProducerClosed is returned by Produce after Close.
+var ErrProducerClosed = errors.New("client: producer closed")
+
+// ProducerConfig configures a Producer. Zero values take the defaults.
+type ProducerConfig struct {
+	// Acks is the durability every acknowledgement waits for; unspecified
+	// means the topic's "acks" config.
+	Acks stratav1.Acks
+	// Linger is how long a partition's batch waits for more records before
+	// it is sent (default 5 ms; negative sends at once).
+	Linger time.Duration
+	// BatchBytes is the size at which a partition's batch is sent without
+	// waiting for Linger (default 256 KiB). Keep it below the topic's
+	// max.message.bytes.
+	BatchBytes int
+	// MaxInFlightBytes bounds the record bytes buffered and not yet
+	// acknowledged (default 64 MiB). Produce blocks while it is reached, so
+	// a slow broker pushes back on the application instead of growing
+	// memory.
+	MaxInFlightBytes int
+	// MaxRequestBytes bounds one produce request, which combines ready
+	// batches of several partitions led by the same broker (default 4 MiB).
+	MaxRequestBytes int
+	// MaxInFlightRequests bounds the pipelined, unacknowledged requests per
+	// broker (default 32).
+	MaxInFlightRequests int
+	// Retries is how often a batch is retried after a retriable error
+	// (default 10), waiting RetryBackoff (default 100 ms) doubled per try up
+	// to 2 s, with jitter. A retried batch may land after a later batch of
+	// the same partition: with pipelining and no idempotence (yet), order is
+	// kept only while nothing fails.
+	Retries      int
+	RetryBackoff time.Duration
+	// DeliveryTimeout bounds the time from Produce to the acknowledgement,
+	// retries included (default 2 min).
+	DeliveryTimeout time.Duration
+	// Partitioner picks partitions (default: Kafka-compatible, murmur2 on
+	// the key, sticky for records without one). With ManualPartitions the
+	// producer uses each Record's Partition as given.
+	Partitioner      Partitioner
+	ManualPartitions bool
+}
+
+func (c *ProducerConfig) setDefaults() {
+	if c.Linger == 0 {
+		c.Linger = 5 * time.Millisecond
+	}
+	if c.BatchBytes <= 0 {
+		c.BatchBytes = 256 << 10
+	}
+	if c.MaxInFlightBytes <= 0 {
+		c.MaxInFlightBytes = 64 << 20
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 4 << 20
+	}
+	if c.MaxInFlightRequests <= 0 {
+		c.MaxInFlightRequests = 32
+	}
+	if c.Retries == 0 {
+		c.Retries = 10
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 100 * time.Millisecond
+	}
+	if c.DeliveryTimeout <= 0 {
+		c.DeliveryTimeout = 2 * time.Minute
+	}
+	if c.Partitioner == nil {
+		c.Partitioner = NewDefaultPartitioner()
+	}
+}
+
+// Record is a record to produce, and once acknowledged, where it landed.
+type Record struct {
+	Topic string
+	// Partition is set by the producer's partitioner, or given by the
+	// caller with ManualPartitions.
+	Partition int32
+	Key       []byte
+	Value     []byte
+	Headers   []segment.RecordHeader
+	// Timestamp is the record's create time (zero: when Produce is called).
+	Timestamp time.Time
+	// Offset is set when the record is acknowledged.
+	Offset int64
+}
+
+func (r *Record) size() int {
+	n := len(r.Key) + len(r.Value) + 24
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value) + 4
+	}
+	return n
+}
+
+// Promise is called once per produced record with its outcome.
+type Promise func(*Record, error)
+
+type topicPartition struct {
+	topic string
+	p     int32
+}
+
+// batch is the records of one partition sent together.
+type batch struct {
+	tp       topicPartition
+	records  []*Record
+	promises []Promise
+	bytes    int // estimated, as charged to the in-flight budget
+	encoded  []byte
+	created  time.Time
+	attempts int
+	timer    *time.Timer // linger timer while open
+}
+
+// Producer batches records per partition and sends them to the partitions'
+// leaders over pipelined produce streams. It is safe for concurrent use.
+type Producer struct {
+	c      *Client
+	cfg    ProducerConfig
+	budget *semaphore.Weighted
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	outstanding atomic.Int64 // records produced and not yet resolved
+
+	mu struct {
+		sync.Mutex
+		open    map[topicPartition]*batch
+		sinks   map[string]*sink
+		closed  bool
+		drained chan struct{} // closed and replaced when outstanding hits 0
+	}
+}
+
+// NewProducer returns a producer on c. Close it to flush and stop.
+func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Producer{c: c, cfg: cfg, budget: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes)), ctx: ctx, cancel: cancel}
+	p.mu.open = map[topicPartition]*batch{}
+	p.mu.sinks = map[string]*sink{}
+	p.mu.drained = make(chan struct{})
+	return p
+}
+
+// Produce buffers r for sending and returns; promise (which may be nil) is
+// called once with the outcome. Produce blocks while MaxInFlightBytes are
+// buffered, until ctx ends. When Produce returns an error the record was
+// not accepted and promise is not called.
+func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) error {
+	size := r.size()
+	if size > p.cfg.MaxInFlightBytes {
+		return fmt.Errorf("client: record of %d bytes exceeds MaxInFlightBytes %d", size, p.cfg.MaxInFlightBytes)
+	}
+	n, err := p.c.partitions(ctx, r.Topic)
+	if err != nil {
+		return err
+	}
+	if p.cfg.ManualPartitions {
+		if r.Partition < 0 || r.Partition >= n {
+			return status.Errorf(codes.NotFound, "client: partition %d of %s does not exist (the topic has %d)", r.Partition, r.Topic, n)
+		}
+	} else {
+		r.Partition = p.cfg.Partitioner.Partition(r.Topic, r.Key, n)
+	}
+	if r.Timestamp.IsZero() {
+		r.Timestamp = time.Now()
+	}
+	if err := p.budget.Acquire(ctx, int64(size)); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		p.budget.Release(int64(size))
+		return ErrProducerClosed
+	}
+	p.outstanding.Add(1)
+	tp := topicPartition{r.Topic, r.Partition}
+	b := p.mu.open[tp]
+	var full []*batch
+	if b != nil && b.bytes+size > p.cfg.BatchBytes {
+		full = append(full, p.closeBatchLocked(b))
+		b = nil
+	}
+	if b == nil {
+		b = &batch{tp: tp, created: time.Now()}
+		p.mu.open[tp] = b
+		if p.cfg.Linger > 0 {
+			b.timer = time.AfterFunc(p.cfg.Linger, func() { p.lingerDone(b) })
+		}
+	}
+	b.records = append(b.records, r)
+	b.promises = append(b.promises, promise)
+	b.bytes += size
+	if b.bytes >= p.cfg.BatchBytes || p.cfg.Linger < 0 {
+		full = append(full, p.closeBatchLocked(b))
+	}
+	p.mu.Unlock()
+	for _, fb := range full {
+		if !p.cfg.ManualPartitions {
+			p.cfg.Partitioner.BatchFull(fb.tp.topic, n)
+		}
+		p.dispatch(fb, false)
+	}
+	return nil
+}
+
+// ProduceSync produces records and waits for all their acknowledgements.
+// It returns the first error.
+func (p *Producer) ProduceSync(ctx context.Context, records ...*Record) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	for _, r := range records {
+		wg.Add(1)
+		err := p.Produce(ctx, r, func(_ *Record, err error) {
+			if err != nil {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+			wg.Done()
+		})
+		if err != nil {
+			wg.Done()
+			wg.Wait()
+			return err
+		}
+	}
+	p.flushOpen()
+	wg.Wait()
+	return first
+}
+
+func (p *Producer) lingerDone(b *batch) {
+	p.mu.Lock()
+	if p.mu.open[b.tp] != b {
+		p.mu.Unlock()
+		return
+	}
+	p.closeBatchLocked(b)
+	p.mu.Unlock()
+	p.dispatch(b, false)
+}
+
+// closeBatchLocked removes b from the open batches and encodes it.
+func (p *Producer) closeBatchLocked(b *batch) *batch {
+	delete(p.mu.open, b.tp)
+	if b.timer != nil {
+		b.timer.Stop()
+	}
+	recs := make([]segment.Record, len(b.records))
+	for i, r := range b.records {
+		recs[i] = segment.Record{Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, Headers: r.Headers}
+	}
+	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), segment.NoProducer, recs)
+	return b
+}
+
+// flushOpen sends every open batch now.
+func (p *Producer) flushOpen() {
+	p.mu.Lock()
+	var bs []*batch
+	for _, b := range p.mu.open {
+		bs = append(bs, p.closeBatchLocked(b))
+	}
+	p.mu.Unlock()
+	for _, b := range bs {
+		p.dispatch(b, false)
+	}
+}
+
+// Flush sends every buffered record and waits until all produced records
+// are resolved or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	p.flushOpen()
+	for {
+		p.mu.Lock()
+		ch := p.mu.drained
+		p.mu.Unlock()
+		if p.outstanding.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close flushes (for at most DeliveryTimeout) and stops the producer.
+// Records still unresolved then fail with ErrProducerClosed.
+func (p *Producer) Close() error {
+	p.mu.Lock()
+	if p.mu.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.mu.closed = true
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DeliveryTimeout)
+	defer cancel()
+	err := p.Flush(ctx)
+	p.cancel()
+	return err
+}
+
+// resolve completes a batch: every record's promise is called and its
+// budget released.
+func (p *Producer) resolve(b *batch, base int64, err error) {
+	for i, r := range b.records {
+		if err == nil {
+			if base >= 0 {
+				r.Offset = base + int64(i)
+			} else {
+				r.Offset = -1
+			}
+		}
+		if b.promises[i] != nil {
+			b.promises[i](r, err)
+		}
+	}
+	p.budget.Release(int64(b.bytes))
+	if p.outstanding.Add(-int64(len(b.records))) == 0 {
+		p.mu.Lock()
+		close(p.mu.drained)
+		p.mu.drained = make(chan struct{})
+		p.mu.Unlock()
+	}
+}
+
+// retry schedules b again after a retriable error, or fails it when it is
+// out of tries or time.
+func (p *Producer) retry(b *batch, err error) {
+	b.attempts++
+	if !retriable(err) || b.attempts > p.cfg.Retries || time.Since(b.created) > p.cfg.DeliveryTimeout || p.ctx.Err() != nil {
+		if p.ctx.Err() != nil && retriable(err) {
+			err = fmt.Errorf("%w: %v", ErrProducerClosed, err)
+		}
+		p.resolve(b, -1, err)
+		return
+	}
+	d := backoff(p.cfg.RetryBackoff, b.attempts)
+	p.c.logger.Debug("retrying produce", "topic", b.tp.topic, "partition", b.tp.p, "attempt", b.attempts, "in", d, "err", err)
+	time.AfterFunc(d, func() { p.dispatch(b, true) })
+}
+
+// backoff is base doubled per attempt, capped at 2 s, with ±25% jitter.
+func backoff(base time.Duration, attempt int) time.Duration {
+	d := base << min(attempt-1, 10)
+	d = min(d, 2*time.Second)
+	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// dispatch routes b to the sink of its partition's leader.
+func (p *Producer) dispatch(b *batch, refresh bool) {
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	addr, err := p.c.leaderAddr(ctx, b.tp.topic, b.tp.p, refresh)
+	cancel()
+	if err != nil {
+		if errors.Is(err, ErrNoBroker) {
+			err = status.Error(codes.Unavailable, err.Error())
+		}
+		p.retry(b, err)
+		return
+	}
+	p.mu.Lock()
+	s := p.mu.sinks[addr]
+	if s == nil {
+		s = &sink{p: p, addr: addr, wake: make(chan struct{}, 1)}
+		p.mu.sinks[addr] = s
+		go s.run()
+	}
+	p.mu.Unlock()
+	s.enqueue(b)
+}
+
+// sink sends the batches for one broker over a pipelined ProduceStream.
+type sink struct {
+	p    *Producer
+	addr string
+	wake chan struct{}
+
+	mu     sync.Mutex
+	queue  []*batch
+	stream *pstream
+	nextID uint64
+}
+
+// pstream is one open ProduceStream and its unanswered requests, oldest
+// first.
+type pstream struct {
+	cs      stratav1.ProduceService_ProduceStreamClient
+	cancel  context.CancelFunc
+	slots   chan struct{}
+	mu      sync.Mutex
+	pending []*request
+	dead    bool
+}
+
+type request struct {
+	id      uint64
+	batches []*batch
+}
+
+func (s *sink) enqueue(b *batch) {
+	s.mu.Lock()
+	s.queue = append(s.queue, b)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sink) run() {
+	for {
+		select {
+		case <-s.wake:
+		case <-s.p.ctx.Done():
+			s.failQueue(ErrProducerClosed)
+			return
+		}
+		for s.sendOne() {
+		}
+	}
+}
+
+func (s *sink) failQueue(err error) {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, b := range q {
+		s.p.resolve(b, -1, err)
+	}
+}
+
+// sendOne sends one request of queued batches; false when the queue is
+// empty.
+func (s *sink) sendOne() bool {
+	s.mu.Lock()
+	if len(s.queue) == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	var bs []*batch
+	size := 0
+	for len(s.queue) > 0 && (len(bs) == 0 || size+len(s.queue[0].encoded) <= s.p.cfg.MaxRequestBytes) {
+		size += len(s.queue[0].encoded)
+		bs = append(bs, s.queue[0])
+		s.queue = s.queue[1:]
+	}
+	s.nextID++
+	req := &request{id: s.nextID, batches: bs}
+	st := s.stream
+	s.mu.Unlock()
+
+	if st == nil {
+		var err error
+		if st, err = s.open(); err != nil {
+			for _, b := range bs {
+				s.p.retry(b, err)
+			}
+			return true
+		}
+	}
+	select {
+	case st.slots <- struct{}{}:
+	case <-s.p.ctx.Done():
+		for _, b := range bs {
+			s.p.resolve(b, -1, ErrProducerClosed)
+		}
+		return true
+	}
+	st.mu.Lock()
+	if st.dead {
+		st.mu.Unlock()
+		<-st.slots
+		for _, b := range bs {
+			s.p.retry(b, status.Error(codes.Unavailable, "client: produce stream broke"))
+		}
+		return true
+	}
+	st.pending = append(st.pending, req)
+	st.mu.Unlock()
+	pr := &stratav1.ProduceRequest{RequestId: req.id, Acks: s.p.cfg.Acks, TimeoutMs: 30000}
+	for _, b := range bs {
+		pr.Partitions = append(pr.Partitions, &stratav1.PartitionRecords{Topic: b.tp.topic, Partition: b.tp.p, Records: b.encoded})
+	}
+	if err := st.cs.Send(pr); err != nil {
+		// The receiver sees the broken stream and retries what is pending.
+		st.cancel()
+	}
+	return true
+}
+
+// open starts a produce stream to the sink's broker and its receiver.
+func (s *sink) open() (*pstream, error) {
+	cc, err := s.p.c.conn(s.addr)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	ctx, cancel := context.WithCancel(s.p.ctx)
+	cs, err := stratav1.NewProduceServiceClient(cc).ProduceStream(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	st := &pstream{cs: cs, cancel: cancel, slots: make(chan struct{}, s.p.cfg.MaxInFlightRequests)}
+	s.mu.Lock()
+	s.stream = st
+	s.mu.Unlock()
+	go s.receive(st)
+	return st, nil
+}
+
+// receive matches responses to pending requests in order. When the stream
+// breaks, every pending request is retried.
+func (s *sink) receive(st *pstream) {
+	for {
+		resp, err := st.cs.Recv()
+		var req *request
+		if err == nil {
+			st.mu.Lock()
+			if len(st.pending) > 0 && st.pending[0].id == resp.GetRequestId() {
+				req = st.pending[0]
+				st.pending = st.pending[1:]
+			} else {
+				err = status.Errorf(codes.Internal, "client: response %d does not match the oldest pending request", resp.GetRequestId())
+			}
+			st.mu.Unlock()
+		}
+		if err != nil {
+			st.cancel()
+			st.mu.Lock()
+			st.dead = true
+			pending := st.pending
+			st.pending = nil
+			st.mu.Unlock()
+			s.mu.Lock()
+			if s.stream == st {
+				s.stream = nil
+			}
+			s.mu.Unlock()
+			if !retriable(err) && status.Code(err) != codes.Canceled && status.Code(err) != codes.Internal {
+				// The broker refused the request itself (for example a
+				// malformed one): not worth retrying.
+				for _, r := range pending {
+					for _, b := range r.batches {
+						s.p.resolve(b, -1, err)
+					}
+				}
+				return
+			}
+			err = status.Errorf(codes.Unavailable, "client: produce stream to %s: %v", s.addr, err)
+			for _, r := range pending {
+				for _, b := range r.batches {
+					s.p.retry(b, err)
+				}
+			}
+			return
+		}
+		<-st.slots
+		s.handle(req, resp)
+	}
+}
+
+// handle resolves or retries each batch of an answered request.
+func (s *sink) handle(req *request, resp *stratav1.ProduceResponse) {
+	results := resp.GetPartitions()
+	for i, b := range req.batches {
+		if i >= len(results) {
+			s.p.retry(b, status.Error(codes.Internal, "client: response lacks a partition result"))
+			continue
+		}
+		r := results[i]
+		if e := r.GetError(); e != nil {
+			s.p.retry(b, status.Error(codes.Code(e.GetCode()), e.GetMessage()))
+			continue
+		}
+		s.p.resolve(b, r.GetBaseOffset(), nil)
+	}
+}

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-stream/strata/client"
+)
+
+type benchOptions struct {
+	broker     string
+	topic      string
+	records    int64
+	recordSize int
+	partitions int32
+	producers  int
+	acks       string
+	linger     time.Duration
+	batchBytes int
+	rate       float64
+	inFlight   int
+}
+
+func newBenchCmd() *cobra.Command {
+	o := &benchOptions{}
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure produce and consume throughput and latency",
+	}
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&o.broker, "broker", "127.0.0.1:9400", "broker address host:port (env STRATA_BROKER)")
+	pf.StringVar(&o.topic, "topic", "bench", "topic (bench produce creates it when missing)")
+	pf.Int64Var(&o.records, "records", 1_000_000, "records to produce or consume")
+	pf.IntVar(&o.recordSize, "record-size", 1024, "record value size in bytes (random, incompressible)")
+	pf.Int32Var(&o.partitions, "partitions", 1, "partitions of the topic when bench produce creates it")
+	produce := &cobra.Command{
+		Use:   "produce",
+		Short: "Produce --records records and report records/s, MB/s and acknowledgement latency",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runBenchProduce(cmd, o) },
+	}
+	f := produce.Flags()
+	f.IntVar(&o.producers, "producers", 1, "concurrent producers, each with its own connection")
+	f.StringVar(&o.acks, "acks", "leader", "acknowledgement: none, leader or all")
+	f.DurationVar(&o.linger, "linger", 2*time.Millisecond, "producer linger")
+	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")
+	f.Float64Var(&o.rate, "rate", 0, "target records/s across all producers (0: as fast as possible)")
+	f.IntVar(&o.inFlight, "max-in-flight-bytes", 64<<20, "producer in-flight byte bound")
+	consume := &cobra.Command{
+		Use:   "consume",
+		Short: "Consume --records records from the earliest offsets and report records/s, MB/s and poll latency",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return runBenchConsume(cmd, o) },
+	}
+	cmd.AddCommand(produce, consume)
+	return cmd
+}
+
+// progress prints a line every second until stop is closed.
+func progress(w io.Writer, what string, total int64, done *atomic.Int64, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	start, last, lastN := time.Now(), time.Now(), int64(0)
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			n := done.Load()
+			fmt.Fprintf(w, "%s %d/%d records (%.0f%%), %.0f records/s now, %s elapsed\n",
+				what, n, total, 100*float64(n)/float64(total), float64(n-lastN)/now.Sub(last).Seconds(), now.Sub(start).Round(time.Second))
+			last, lastN = now, n
+		}
+	}
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(sorted)-1))
+	return sorted[i]
+}
+
+func report(w io.Writer, what string, n int64, size int, elapsed time.Duration, lat []time.Duration, latName string) {
+	slices.Sort(lat)
+	secs := elapsed.Seconds()
+	fmt.Fprintf(w, "%s: %d records of %d B in %s\n", what, n, size, elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "throughput: %.0f records/s, %.1f MB/s\n", float64(n)/secs, float64(n)*float64(size)/secs/1e6)
+	if len(lat) > 0 {
+		fmt.Fprintf(w, "%s latency: p50 %s, p99 %s, p99.9 %s, max %s\n", latName,
+			fmtDur(percentile(lat, 0.50)), fmtDur(percentile(lat, 0.99)), fmtDur(percentile(lat, 0.999)), fmtDur(lat[len(lat)-1]))
+	}
+}
+
+func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
+
+func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
+	acks, err := parseAcks(o.acks)
+	if err != nil {
+		return err
+	}
+	if o.records <= 0 || o.recordSize < 0 || o.producers <= 0 {
+		return fmt.Errorf("--records and --producers must be positive, --record-size not negative")
+	}
+	ctx := cmd.Context()
+	admin, err := newClient(o.broker)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+	if _, err := admin.CreateTopic(ctx, o.topic, o.partitions, nil); err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("create topic %s: %w", o.topic, err)
+	}
+	value := make([]byte, o.recordSize)
+	_, _ = rand.Read(value)
+
+	lat := make([]time.Duration, o.records)
+	var done, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	go progress(cmd.ErrOrStderr(), "produced", o.records, &done, stop)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range o.producers {
+		lo := o.records * int64(i) / int64(o.producers)
+		hi := o.records * int64(i+1) / int64(o.producers)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := newClient(o.broker)
+			if err != nil {
+				firstErr.CompareAndSwap(nil, err)
+				return
+			}
+			defer c.Close()
+			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight})
+			defer p.Close()
+			perProducer := o.rate / float64(o.producers)
+			pstart := time.Now()
+			for j := lo; j < hi; j++ {
+				if perProducer > 0 {
+					due := pstart.Add(time.Duration(float64(j-lo) / perProducer * float64(time.Second)))
+					if d := time.Until(due); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				sent := time.Now()
+				err := p.Produce(ctx, &client.Record{Topic: o.topic, Value: value}, func(_ *client.Record, err error) {
+					lat[j] = time.Since(sent)
+					if err != nil {
+						failed.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+					}
+					done.Add(1)
+				})
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+			if err := p.Flush(ctx); err != nil {
+				firstErr.CompareAndSwap(nil, err)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stop)
+	if e := firstErr.Load(); e != nil {
+		return fmt.Errorf("%d records failed: %w", failed.Load(), e.(error))
+	}
+	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, o.partitions),
+		o.records, o.recordSize, elapsed, lat, "ack")
+	return nil
+}
+
+func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {
+	if o.records <= 0 {
+		return fmt.Errorf("--records must be positive")
+	}
+	ctx, cancel := context.WithCancel(cmd.Context())
+	defer cancel()
+	c, err := newClient(o.broker)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	d, err := c.DescribeTopic(ctx, o.topic)
+	if err != nil {
+		return err
+	}
+	var done, bytes atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var firstErr error
+	stop := make(chan struct{})
+	go progress(cmd.ErrOrStderr(), "consumed", o.records, &done, stop)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, part := range d.GetPartitions() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pc := c.ConsumePartition(o.topic, part.GetPartition(), client.Earliest(), client.ConsumerConfig{MaxBytes: 4 << 20})
+			defer pc.Close()
+			var local []time.Duration
+			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
+			for done.Load() < o.records {
+				t := time.Now()
+				recs, err := pc.Poll(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+						cancel()
+					}
+					return
+				}
+				local = append(local, time.Since(t))
+				for _, r := range recs {
+					bytes.Add(int64(len(r.Value)))
+				}
+				if done.Add(int64(len(recs))) >= o.records {
+					cancel()
+				}
+				if len(recs) == 0 && pc.Position() >= pc.HighWatermark() && done.Load() < o.records {
+					// This partition is drained; the others may hold the rest.
+					continue
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	close(stop)
+	if firstErr != nil {
+		return firstErr
+	}
+	n := min(done.Load(), o.records)
+	if n < o.records {
+		return fmt.Errorf("consumed %d of %d records before being interrupted", n, o.records)
+	}
+	size := 0
+	if done.Load() > 0 {
+		size = int(bytes.Load() / done.Load())
+	}
+	report(cmd.OutOrStdout(), fmt.Sprintf("bench consume (partitions=%d)", len(d.GetPartitions())), n, size, elapsed, lat, "poll")
+	return nil
+}
