@@ -159,7 +159,11 @@ func (s *Server) Run(ctx context.Context) error {
 
 // runSession runs one etcd session: it returns when the session ends.
 func (s *Server) runSession(ctx context.Context) error {
-	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithTTL(int(s.cfg.SessionTTL/time.Second)), concurrency.WithContext(ctx))
+	// The session outlives ctx by a little: Close revokes its lease (so a
+	// clean stop releases leadership at once), which needs a live context.
+	sessCtx, cancelSess := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSess()
+	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithTTL(int(s.cfg.SessionTTL/time.Second)), concurrency.WithContext(sessCtx))
 	if err != nil {
 		return fmt.Errorf("broker: etcd session: %w", err)
 	}

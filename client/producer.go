@@ -44,10 +44,12 @@ type ProducerConfig struct {
 	// broker (default 32).
 	MaxInFlightRequests int
 	// Retries is how often a batch is retried after a retriable error
-	// (default 10), waiting RetryBackoff (default 100 ms) doubled per try up
+	// (default 10; negative: never), waiting RetryBackoff (default 100 ms) doubled per try up
 	// to 2 s, with jitter. A retried batch may land after a later batch of
 	// the same partition: with pipelining and no idempotence (yet), order is
-	// kept only while nothing fails.
+	// kept only while nothing fails. A retry of a batch whose
+	// acknowledgement was lost (the broker wrote it, then the connection
+	// broke) writes it twice; disable retries where that matters.
 	Retries      int
 	RetryBackoff time.Duration
 	// DeliveryTimeout bounds the time from Produce to the acknowledgement,

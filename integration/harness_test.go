@@ -68,6 +68,8 @@ type brokerProc struct {
 	Addr     string // gRPC
 	HTTPAddr string
 	cmd      *exec.Cmd
+	done     chan struct{} // closed when the process has exited
+	exitErr  error
 	logs     *bytes.Buffer
 	mu       sync.Mutex
 }
@@ -82,7 +84,7 @@ func startBroker(t *testing.T, dataDir string, extra ...string) *brokerProc {
 	b := &brokerProc{t: t, DataDir: dataDir, Addr: freeAddr(t), HTTPAddr: freeAddr(t)}
 	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Addr, "--http-listen", b.HTTPAddr}, extra...)
 	b.start()
-	t.Cleanup(b.Stop)
+	t.Cleanup(func() { _ = b.Stop() })
 	return b
 }
 
@@ -99,6 +101,15 @@ func (b *brokerProc) start() {
 	if err != nil {
 		b.t.Fatal(err)
 	}
+	done, cmd := make(chan struct{}), b.cmd
+	b.done = done
+	go func() {
+		err := cmd.Wait()
+		b.mu.Lock()
+		b.exitErr = err
+		b.mu.Unlock()
+		close(done)
+	}()
 	b.waitReady(60 * time.Second)
 }
 
@@ -134,7 +145,7 @@ func (b *brokerProc) waitReady(timeout time.Duration) {
 				return
 			}
 		}
-		if b.cmd.ProcessState != nil {
+		if b.exited() {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -142,35 +153,43 @@ func (b *brokerProc) waitReady(timeout time.Duration) {
 	b.t.Fatalf("broker at %s not ready after %s; logs:\n%s", b.Addr, timeout, b.Logs())
 }
 
+func (b *brokerProc) exited() bool {
+	select {
+	case <-b.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to go.
 func (b *brokerProc) Kill() {
-	if b.cmd == nil || b.cmd.Process == nil {
+	if b.cmd == nil {
 		return
 	}
-	b.cmd.Process.Signal(syscall.SIGKILL)
-	b.cmd.Wait()
+	_ = b.cmd.Process.Signal(syscall.SIGKILL)
+	<-b.done
 	b.cmd = nil
 }
 
-// Stop sends SIGTERM, waits up to 20 s, then kills. It returns the exit error.
-func (b *brokerProc) Stop() {
-	if b.cmd == nil || b.cmd.Process == nil {
-		return
+// Stop sends SIGTERM and waits up to 20 s for a clean exit (then kills).
+// It returns the process's exit error: nil for a clean exit.
+func (b *brokerProc) Stop() error {
+	if b.cmd == nil {
+		return nil
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- b.cmd.Wait() }()
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case err := <-done:
-		if err != nil {
-			b.t.Logf("broker %s exited: %v", b.Addr, err)
-		}
+	case <-b.done:
 	case <-time.After(20 * time.Second):
-		b.t.Errorf("broker %s did not stop on SIGTERM within 20s", b.Addr)
-		b.cmd.Process.Signal(syscall.SIGKILL)
-		<-done
+		b.t.Errorf("broker %s did not stop on SIGTERM within 20s; logs:\n%s", b.Addr, b.Logs())
+		_ = b.cmd.Process.Signal(syscall.SIGKILL)
+		<-b.done
 	}
 	b.cmd = nil
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.exitErr
 }
 
 // Restart starts the process again with the same arguments and data dir.
