@@ -44,10 +44,11 @@ func (a adminService) DeleteTopic(ctx context.Context, req *stratav1.DeleteTopic
 	if err := metadata.ValidateTopicName(req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
-	if err := a.s.store.DeleteTopic(ctx, req.GetName()); err != nil {
+	t, err := a.s.store.DeleteTopic(ctx, req.GetName())
+	if err != nil {
 		return nil, toStatus(err)
 	}
-	a.s.dropTopic(req.GetName(), true)
+	a.s.dropTopic(t.Name, t.ID, true)
 	return &stratav1.DeleteTopicResponse{}, nil
 }
 

@@ -23,7 +23,15 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	stratav1.RegisterConsumeServiceServer(g, consumeService{s: s})
 	stratav1.RegisterMetadataServiceServer(g, metadataService{s: s})
 	h := health.NewServer()
+	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(g, h)
+	s.mu.Lock()
+	s.health = h
+	ready := s.mu.ready
+	s.mu.Unlock()
+	if ready {
+		h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	}
 	reflection.Register(g)
 	return g, h
 }

@@ -83,7 +83,6 @@ func splitBatches(records []byte, maxMessageBytes int32) ([][]byte, error) {
 // appendResult is where a produce landed.
 type appendResult struct {
 	base, last int64
-	appendTime int64
 }
 
 // append writes batches (already validated by splitBatches) to the log and

@@ -15,6 +15,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
@@ -100,6 +102,9 @@ type Server struct {
 		ready      bool
 		closing    bool
 	}
+	// health is the gRPC health service NewGRPCServer registered (guarded
+	// by mu).
+	health *health.Server
 	// stopping is closed by BeginShutdown: streams end so that the gRPC
 	// server can stop gracefully.
 	stopping     chan struct{}
@@ -128,6 +133,27 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 // it before the gRPC server's GracefulStop.
 func (s *Server) BeginShutdown() {
 	s.stoppingOnce.Do(func() { close(s.stopping) })
+	s.mu.Lock()
+	h := s.health
+	s.mu.Unlock()
+	if h != nil {
+		h.Shutdown()
+	}
+}
+
+// setReady records readiness and mirrors it in the gRPC health service.
+func (s *Server) setReady(ready bool) {
+	s.mu.Lock()
+	s.mu.ready = ready
+	h := s.health
+	s.mu.Unlock()
+	if h != nil {
+		st := healthpb.HealthCheckResponse_NOT_SERVING
+		if ready {
+			st = healthpb.HealthCheckResponse_SERVING
+		}
+		h.SetServingStatus("", st)
+	}
 }
 
 // Ready reports whether the broker has registered and opened its
@@ -177,9 +203,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	if err := s.reconcile(ctx); err != nil {
 		s.logger.Warn("initial reconcile", "err", err)
 	}
-	s.mu.Lock()
-	s.mu.ready = true
-	s.mu.Unlock()
+	s.setReady(true)
 	s.logger.Info("broker ready", "address", s.cfg.Advertise)
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -194,8 +218,8 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.loop(gctx, s.cfg.ReconcileInterval, s.reconcile) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
 	err = g.Wait()
+	s.setReady(false)
 	s.mu.Lock()
-	s.mu.ready = false
 	s.mu.session = nil
 	s.mu.Unlock()
 	return err
@@ -237,7 +261,12 @@ func (s *Server) register(ctx context.Context, sess *concurrency.Session) error 
 
 // reconcile makes the served partitions match the topics in etcd: it leads
 // and opens the partitions of new topics and closes those of deleted ones.
+// It holds opening throughout, so admin requests' own openings and drops
+// run wholly before or after it: the list it read can be stale only by
+// changes whose local step waits for it and then corrects the state.
 func (s *Server) reconcile(ctx context.Context) error {
+	s.opening.Lock()
+	defer s.opening.Unlock()
 	topics, err := s.store.ListTopics(ctx)
 	if err != nil {
 		return err
@@ -245,37 +274,41 @@ func (s *Server) reconcile(ctx context.Context) error {
 	want := map[string]metadata.Topic{}
 	for _, t := range topics {
 		want[t.Name] = t
-		if err := s.ensureTopic(ctx, t); err != nil {
+		if err := s.ensureTopicLocked(ctx, t); err != nil {
 			s.logger.Warn("open topic", "topic", t.Name, "err", err)
 		}
 	}
 	s.mu.RLock()
-	var gone []string
+	var gone []metadata.Topic
 	for name, e := range s.mu.topics {
 		if t, ok := want[name]; !ok || t.ID != e.meta.ID {
-			gone = append(gone, name)
+			gone = append(gone, e.meta)
 		}
 	}
 	s.mu.RUnlock()
-	for _, name := range gone {
-		s.dropTopic(name, true)
+	for _, t := range gone {
+		s.dropTopicLocked(t.Name, t.ID, true)
 	}
 	return nil
 }
 
 // ensureTopic opens (and leads) every partition of t not yet served.
 func (s *Server) ensureTopic(ctx context.Context, t metadata.Topic) error {
+	s.opening.Lock()
+	defer s.opening.Unlock()
+	return s.ensureTopicLocked(ctx, t)
+}
+
+func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic) error {
 	cfg, err := ParseTopicConfig(t.Config)
 	if err != nil {
 		return err
 	}
-	s.opening.Lock()
-	defer s.opening.Unlock()
 	s.mu.Lock()
 	e, ok := s.mu.topics[t.Name]
 	if ok && e.meta.ID != t.ID {
 		s.mu.Unlock()
-		s.dropTopicLocked(t.Name, true)
+		s.dropTopicLocked(t.Name, e.meta.ID, true)
 		s.mu.Lock()
 		ok = false
 	}
@@ -283,7 +316,9 @@ func (s *Server) ensureTopic(ctx context.Context, t metadata.Topic) error {
 		e = &topicEntry{meta: t, config: cfg}
 		s.mu.topics[t.Name] = e
 	} else {
-		e.meta, e.config = t, cfg
+		// Entries are immutable once published: readers use them after
+		// releasing mu.
+		s.mu.topics[t.Name] = &topicEntry{meta: t, config: cfg}
 	}
 	sess := s.mu.session
 	var missing []int32
@@ -320,7 +355,7 @@ func (s *Server) partitionDir(t metadata.Topic, p int32) string {
 
 // openPartition takes the leadership of t/p and opens its log.
 func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t metadata.Topic, p int32, cfg TopicConfig) (*partition, error) {
-	lead, err := s.store.AcquireLeadership(ctx, t.Name, p, s.cfg.BrokerID, sess.Lease())
+	lead, err := s.store.AcquireLeadership(ctx, t, p, s.cfg.BrokerID, sess.Lease())
 	if err != nil {
 		return nil, err
 	}
@@ -352,23 +387,30 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	return part, nil
 }
 
-// dropTopic stops serving a topic's partitions, and removes their data
-// when remove is true.
-func (s *Server) dropTopic(name string, remove bool) {
+// dropTopic stops serving the incarnation id of a topic (any incarnation
+// when id is empty). With remove (the topic was deleted) it releases the
+// partitions' leadership and removes their data.
+func (s *Server) dropTopic(name, id string, remove bool) {
 	s.opening.Lock()
 	defer s.opening.Unlock()
-	s.dropTopicLocked(name, remove)
+	s.dropTopicLocked(name, id, remove)
 }
 
-func (s *Server) dropTopicLocked(name string, remove bool) {
+func (s *Server) dropTopicLocked(name, id string, remove bool) {
 	s.mu.Lock()
 	e := s.mu.topics[name]
-	delete(s.mu.topics, name)
+	if e != nil && id != "" && e.meta.ID != id {
+		e = nil // another incarnation: not ours to drop
+	}
 	var parts []*partition
-	for k, p := range s.mu.partitions {
-		if k.topic == name {
-			parts = append(parts, p)
-			delete(s.mu.partitions, k)
+	if e != nil {
+		id = e.meta.ID
+		delete(s.mu.topics, name)
+		for k, p := range s.mu.partitions {
+			if k.topic == name {
+				parts = append(parts, p)
+				delete(s.mu.partitions, k)
+			}
 		}
 	}
 	s.mu.Unlock()
@@ -376,9 +418,16 @@ func (s *Server) dropTopicLocked(name string, remove bool) {
 		if err := p.log.Close(); err != nil {
 			s.logger.Warn("close log", "topic", name, "partition", p.id, "err", err)
 		}
+		if remove {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.store.ReleaseLeadership(ctx, p.lead); err != nil {
+				s.logger.Warn("release leadership", "topic", name, "partition", p.id, "err", err)
+			}
+			cancel()
+		}
 	}
-	if remove && e != nil {
-		dir := filepath.Join(s.cfg.DataDir, "logs", name+"."+e.meta.ID)
+	if remove && id != "" {
+		dir := filepath.Join(s.cfg.DataDir, "logs", name+"."+id)
 		if err := os.RemoveAll(dir); err != nil {
 			s.logger.Warn("remove topic data", "dir", dir, "err", err)
 		}
@@ -394,7 +443,7 @@ func (s *Server) closeAll() {
 	}
 	s.mu.RUnlock()
 	for _, n := range names {
-		s.dropTopic(n, false)
+		s.dropTopic(n, "", false)
 	}
 }
 
@@ -433,18 +482,9 @@ func (s *Server) dropPartition(p *partition) {
 		delete(s.mu.partitions, partKey{p.topic, p.id})
 	}
 	s.mu.Unlock()
-	p.log.Close()
-}
-
-// topic returns a served topic, or ErrTopicNotFound.
-func (s *Server) topic(name string) (*topicEntry, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	e, ok := s.mu.topics[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+	if err := p.log.Close(); err != nil {
+		s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
 	}
-	return e, nil
 }
 
 // partition returns a partition this broker leads, or the precise reason

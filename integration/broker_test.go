@@ -438,8 +438,13 @@ func TestBadRequests(t *testing.T) {
 	}
 
 	// The broker still serves, and the data is exactly what was acknowledged.
-	if resp, err := http.Get("http://" + b.HTTPAddr + "/healthz"); err != nil || resp.StatusCode != 200 {
+	resp, err := http.Get("http://" + b.HTTPAddr + "/healthz")
+	if err != nil {
 		t.Fatalf("healthz after bad requests: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz after bad requests: %s", resp.Status)
 	}
 	got := consumeAll(t, c, "good", 0)
 	if len(got) != len(want) {

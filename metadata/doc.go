@@ -10,9 +10,9 @@
 //	brokers/<id>                                {"id","address","rack"}                 the broker's session lease
 //	topics/<name>                               {"name","id","partitions","config",     until deleted
 //	                                             "created_ms"}
-//	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          until the topic is deleted; never decreases
+//	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          from the first leadership until the topic is deleted; never decreases
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
-//	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   until the topic is deleted
+//	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
 //	partitions/<topic>/<p>/segments/<base:020d> manifest entry of a tiered segment      (tiered storage)
 //	groups/<group>/...                          consumer group state                    (consumer groups)
 //	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
@@ -20,8 +20,14 @@
 //
 // # Leadership and fencing
 //
+// Creating a topic writes only topics/<name> (etcd bounds a transaction to
+// 128 operations, and a topic may have thousands of partitions); a
+// partition's keys appear with its first leader, and a missing state key
+// reads as offsets zero.
+//
 // A broker becomes a partition's leader in one transaction that requires
-// the leader key to be absent, increments partitions/<t>/<p>/epoch, and
+// the topic key unchanged (the same incarnation), the leader key absent (or
+// left by the broker's own lease), increments partitions/<t>/<p>/epoch, and
 // puts the leader key bound to the broker's lease. The returned Leadership
 // remembers the leader key's mod revision. Every write that depends on
 // leadership (partition state now; manifest entries and WAL commits later)

@@ -19,7 +19,7 @@ func ValidateTopicName(name string) error {
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '.' && c != '_' && c != '-' {
 			return fmt.Errorf("%w: %q has the character %q at %d; allowed are letters, digits, '.', '_' and '-'", ErrInvalidTopicName, name, c, i)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -58,9 +59,10 @@ type PartitionState struct {
 	HighWatermark  int64 `json:"high_watermark"`
 }
 
-// CreateTopic creates t in one transaction with the initial state of every
-// partition. It fills t.ID and t.CreatedMs and returns the stored topic, or
-// ErrTopicExists.
+// CreateTopic creates t. It fills t.ID and t.CreatedMs and returns the
+// stored topic, or ErrTopicExists. Partition keys are created by their
+// first leader (AcquireLeadership), so that a topic of any partition count
+// is one etcd operation (etcd bounds a transaction to 128 operations).
 func (s *Store) CreateTopic(ctx context.Context, t Topic) (Topic, error) {
 	if err := ValidateTopicName(t.Name); err != nil {
 		return t, err
@@ -73,17 +75,10 @@ func (s *Store) CreateTopic(ctx context.Context, t Topic) (Topic, error) {
 	if err != nil {
 		return t, err
 	}
-	sv, _ := json.Marshal(PartitionState{})
 	key := s.topicKey(t.Name)
-	ops := []clientv3.Op{clientv3.OpPut(key, string(tv))}
-	for p := range t.Partitions {
-		ops = append(ops,
-			clientv3.OpPut(s.partitionKey(t.Name, p, "state"), string(sv)),
-			clientv3.OpPut(s.partitionKey(t.Name, p, "epoch"), "0"))
-	}
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(ops...).
+		Then(clientv3.OpPut(key, string(tv))).
 		Commit()
 	if err != nil {
 		return t, fmt.Errorf("metadata: create topic %s: %w", t.Name, err)
@@ -134,20 +129,26 @@ func (s *Store) ListTopics(ctx context.Context) ([]Topic, error) {
 }
 
 // DeleteTopic deletes a topic and every key of its partitions in one
-// transaction, or returns ErrTopicNotFound.
-func (s *Store) DeleteTopic(ctx context.Context, name string) error {
+// transaction and returns the deleted topic, or ErrTopicNotFound.
+func (s *Store) DeleteTopic(ctx context.Context, name string) (Topic, error) {
 	key := s.topicKey(name)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(clientv3.OpDelete(key), clientv3.OpDelete(s.partitionPrefix(name), clientv3.WithPrefix())).
+		Then(clientv3.OpGet(key), clientv3.OpDelete(key), clientv3.OpDelete(s.partitionPrefix(name), clientv3.WithPrefix())).
 		Commit()
 	if err != nil {
-		return fmt.Errorf("metadata: delete topic %s: %w", name, err)
+		return Topic{}, fmt.Errorf("metadata: delete topic %s: %w", name, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("%w: %s", ErrTopicNotFound, name)
+		return Topic{}, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
-	return nil
+	var t Topic
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := json.Unmarshal(kvs[0].Value, &t); err != nil {
+			return t, fmt.Errorf("metadata: decode deleted topic %s: %w", name, err)
+		}
+	}
+	return t, nil
 }
 
 // AlterTopicConfig applies update to a copy of the topic's config overrides
@@ -180,20 +181,42 @@ func (s *Store) AlterTopicConfig(ctx context.Context, name string, update func(m
 	return Topic{}, fmt.Errorf("%w: altering topic %s", ErrConflict, name)
 }
 
-// GetPartitionState returns a partition's offsets, or ErrPartitionNotFound.
+// GetPartitionState returns a partition's offsets (zero until its leader
+// first writes them), or ErrPartitionNotFound.
 func (s *Store) GetPartitionState(ctx context.Context, topic string, p int32) (PartitionState, error) {
-	resp, err := s.cli.Get(ctx, s.partitionKey(topic, p, "state"))
+	resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(s.topicKey(topic)), clientv3.OpGet(s.partitionKey(topic, p, "state"))).Commit()
 	if err != nil {
 		return PartitionState{}, fmt.Errorf("metadata: get state of %s/%d: %w", topic, p, err)
 	}
-	if len(resp.Kvs) == 0 {
-		return PartitionState{}, fmt.Errorf("%w: %s/%d", ErrPartitionNotFound, topic, p)
+	if _, err := s.decodePartition(resp.Responses[0].GetResponseRange().Kvs, topic, "", p); err != nil {
+		return PartitionState{}, err
 	}
 	var st PartitionState
-	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
-		return st, fmt.Errorf("metadata: decode state of %s/%d: %w", topic, p, err)
+	if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := json.Unmarshal(kvs[0].Value, &st); err != nil {
+			return st, fmt.Errorf("metadata: decode state of %s/%d: %w", topic, p, err)
+		}
 	}
 	return st, nil
+}
+
+// decodePartition checks that the topic key (kvs, from a Get) holds topic
+// (of the incarnation id, unless id is empty) and that it has partition p.
+func (s *Store) decodePartition(kvs []*mvccpb.KeyValue, topic, id string, p int32) (Topic, error) {
+	if len(kvs) == 0 {
+		return Topic{}, fmt.Errorf("%w: %s/%d (no such topic)", ErrPartitionNotFound, topic, p)
+	}
+	var t Topic
+	if err := json.Unmarshal(kvs[0].Value, &t); err != nil {
+		return t, fmt.Errorf("metadata: decode topic %s: %w", topic, err)
+	}
+	if id != "" && t.ID != id {
+		return t, fmt.Errorf("%w: %s/%d (the topic was deleted and recreated)", ErrPartitionNotFound, topic, p)
+	}
+	if p < 0 || p >= t.Partitions {
+		return t, fmt.Errorf("%w: %s/%d (the topic has %d partitions)", ErrPartitionNotFound, topic, p, t.Partitions)
+	}
+	return t, nil
 }
 
 // Leader is who leads a partition.
@@ -212,45 +235,72 @@ type Leadership struct {
 	ModRevision int64
 }
 
-// AcquireLeadership makes brokerID the leader of topic/p with a new epoch,
-// bound to lease. It fails with ErrLeaderExists while another leader key
-// is alive, and ErrPartitionNotFound when the partition does not exist.
-func (s *Store) AcquireLeadership(ctx context.Context, topic string, p int32, brokerID int32, lease clientv3.LeaseID) (Leadership, error) {
-	leaderKey, epochKey := s.partitionKey(topic, p, "leader"), s.partitionKey(topic, p, "epoch")
+// AcquireLeadership makes brokerID the leader of partition p of topic t
+// (the incarnation t.ID) with a new epoch, bound to lease. It fails with
+// ErrLeaderExists while a leader key of another lease is alive, and with
+// ErrPartitionNotFound when the partition does not exist or the topic was
+// recreated. A leader key left by the same lease (a leadership this
+// session dropped without releasing) is taken over with a new epoch, which
+// fences the old one.
+func (s *Store) AcquireLeadership(ctx context.Context, t Topic, p int32, brokerID int32, lease clientv3.LeaseID) (Leadership, error) {
+	topicKey := s.topicKey(t.Name)
+	leaderKey, epochKey := s.partitionKey(t.Name, p, "leader"), s.partitionKey(t.Name, p, "epoch")
 	for range 10 {
-		resp, err := s.cli.Get(ctx, epochKey)
+		resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(topicKey), clientv3.OpGet(epochKey), clientv3.OpGet(leaderKey)).Commit()
 		if err != nil {
-			return Leadership{}, fmt.Errorf("metadata: read epoch of %s/%d: %w", topic, p, err)
+			return Leadership{}, fmt.Errorf("metadata: read leadership of %s/%d: %w", t.Name, p, err)
 		}
-		if len(resp.Kvs) == 0 {
-			return Leadership{}, fmt.Errorf("%w: %s/%d", ErrPartitionNotFound, topic, p)
+		topicKvs := resp.Responses[0].GetResponseRange().Kvs
+		if _, err := s.decodePartition(topicKvs, t.Name, t.ID, p); err != nil {
+			return Leadership{}, err
 		}
-		epoch, err := strconv.ParseInt(string(resp.Kvs[0].Value), 10, 64)
-		if err != nil {
-			return Leadership{}, fmt.Errorf("metadata: epoch of %s/%d: %w", topic, p, err)
+		var epoch, epochRev, leaderRev int64
+		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
+			if epoch, err = strconv.ParseInt(string(kvs[0].Value), 10, 64); err != nil {
+				return Leadership{}, fmt.Errorf("metadata: epoch of %s/%d: %w", t.Name, p, err)
+			}
+			epochRev = kvs[0].ModRevision
+		}
+		if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
+			if clientv3.LeaseID(kvs[0].Lease) != lease {
+				var cur Leader
+				_ = json.Unmarshal(kvs[0].Value, &cur)
+				return Leadership{}, fmt.Errorf("%w: %s/%d is led by broker %d (epoch %d)", ErrLeaderExists, t.Name, p, cur.BrokerID, cur.Epoch)
+			}
+			leaderRev = kvs[0].ModRevision
 		}
 		l := Leader{BrokerID: brokerID, Epoch: epoch + 1}
 		lv, _ := json.Marshal(l)
 		txn, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(leaderKey), "=", 0),
-				clientv3.Compare(clientv3.ModRevision(epochKey), "=", resp.Kvs[0].ModRevision)).
+			If(clientv3.Compare(clientv3.ModRevision(topicKey), "=", topicKvs[0].ModRevision),
+				clientv3.Compare(clientv3.ModRevision(epochKey), "=", epochRev),
+				clientv3.Compare(clientv3.ModRevision(leaderKey), "=", leaderRev)).
 			Then(clientv3.OpPut(epochKey, strconv.FormatInt(l.Epoch, 10)),
 				clientv3.OpPut(leaderKey, string(lv), clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(leaderKey)).
 			Commit()
 		if err != nil {
-			return Leadership{}, fmt.Errorf("metadata: take leadership of %s/%d: %w", topic, p, err)
+			return Leadership{}, fmt.Errorf("metadata: take leadership of %s/%d: %w", t.Name, p, err)
 		}
 		if txn.Succeeded {
-			return Leadership{Topic: topic, Partition: p, Leader: l, ModRevision: txn.Header.Revision}, nil
-		}
-		if kvs := txn.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			var cur Leader
-			_ = json.Unmarshal(kvs[0].Value, &cur)
-			return Leadership{}, fmt.Errorf("%w: %s/%d is led by broker %d (epoch %d)", ErrLeaderExists, topic, p, cur.BrokerID, cur.Epoch)
+			return Leadership{Topic: t.Name, Partition: p, Leader: l, ModRevision: txn.Header.Revision}, nil
 		}
 	}
-	return Leadership{}, fmt.Errorf("%w: taking leadership of %s/%d", ErrConflict, topic, p)
+	return Leadership{}, fmt.Errorf("%w: taking leadership of %s/%d", ErrConflict, t.Name, p)
+}
+
+// ReleaseLeadership deletes the leader key if lead is still current, so
+// another broker (or this one, later) can lead the partition at once. It
+// is a no-op when lead was already lost.
+func (s *Store) ReleaseLeadership(ctx context.Context, lead Leadership) error {
+	leaderKey := s.partitionKey(lead.Topic, lead.Partition, "leader")
+	_, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(leaderKey), "=", lead.ModRevision)).
+		Then(clientv3.OpDelete(leaderKey)).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("metadata: release leadership of %s/%d: %w", lead.Topic, lead.Partition, err)
+	}
+	return nil
 }
 
 // GetLeader returns the live leader of topic/p; ok is false when none.

@@ -100,7 +100,7 @@ func TestTopicLifecycle(t *testing.T) {
 	if err != nil || altered.Config["segment.bytes"] != "1024" || altered.Config["retention.ms"] != "" {
 		t.Fatalf("AlterTopicConfig = %+v, %v", altered, err)
 	}
-	if err := s.DeleteTopic(ctx, "orders"); err != nil {
+	if _, err := s.DeleteTopic(ctx, "orders"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetTopic(ctx, "orders"); !errors.Is(err, ErrTopicNotFound) {
@@ -109,7 +109,7 @@ func TestTopicLifecycle(t *testing.T) {
 	if _, err := s.GetPartitionState(ctx, "orders", 0); !errors.Is(err, ErrPartitionNotFound) {
 		t.Fatalf("partition state survived delete: %v", err)
 	}
-	if err := s.DeleteTopic(ctx, "orders"); !errors.Is(err, ErrTopicNotFound) {
+	if _, err := s.DeleteTopic(ctx, "orders"); !errors.Is(err, ErrTopicNotFound) {
 		t.Fatalf("delete twice: %v", err)
 	}
 	again, err := s.CreateTopic(ctx, Topic{Name: "orders", Partitions: 1})
@@ -145,15 +145,16 @@ func TestConcurrentCreateHasOneWinner(t *testing.T) {
 // never write partition state again.
 func TestFencing(t *testing.T) {
 	s, ctx := newStore(t)
-	if _, err := s.CreateTopic(ctx, Topic{Name: "f", Partitions: 1}); err != nil {
+	f, err := s.CreateTopic(ctx, Topic{Name: "f", Partitions: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
 	l1 := lease(t, ctx)
-	a, err := s.AcquireLeadership(ctx, "f", 0, 1, l1)
+	a, err := s.AcquireLeadership(ctx, f, 0, 1, l1)
 	if err != nil || a.Epoch != 1 {
 		t.Fatalf("first leadership: %+v %v", a, err)
 	}
-	if _, err := s.AcquireLeadership(ctx, "f", 0, 2, lease(t, ctx)); !errors.Is(err, ErrLeaderExists) {
+	if _, err := s.AcquireLeadership(ctx, f, 0, 2, lease(t, ctx)); !errors.Is(err, ErrLeaderExists) {
 		t.Fatalf("second leader while the first is alive: %v", err)
 	}
 	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 10}); err != nil {
@@ -172,7 +173,7 @@ func TestFencing(t *testing.T) {
 	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 11}); !errors.Is(err, ErrFenced) {
 		t.Fatalf("write after losing the lease: %v, want ErrFenced", err)
 	}
-	b, err := s.AcquireLeadership(ctx, "f", 0, 2, lease(t, ctx))
+	b, err := s.AcquireLeadership(ctx, f, 0, 2, lease(t, ctx))
 	if err != nil || b.Epoch != 2 {
 		t.Fatalf("takeover: %+v %v", b, err)
 	}
@@ -190,13 +191,14 @@ func TestFencing(t *testing.T) {
 
 func TestEpochsNeverRepeat(t *testing.T) {
 	s, ctx := newStore(t)
-	if _, err := s.CreateTopic(ctx, Topic{Name: "e", Partitions: 1}); err != nil {
+	e, err := s.CreateTopic(ctx, Topic{Name: "e", Partitions: 1})
+	if err != nil {
 		t.Fatal(err)
 	}
 	last := int64(0)
 	for range 5 {
 		l := lease(t, ctx)
-		got, err := s.AcquireLeadership(ctx, "e", 0, 1, l)
+		got, err := s.AcquireLeadership(ctx, e, 0, 1, l)
 		if err != nil || got.Epoch <= last {
 			t.Fatalf("epoch %d after %d (%v)", got.Epoch, last, err)
 		}
@@ -205,7 +207,7 @@ func TestEpochsNeverRepeat(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.AcquireLeadership(ctx, "missing", 0, 1, lease(t, ctx)); !errors.Is(err, ErrPartitionNotFound) {
+	if _, err := s.AcquireLeadership(ctx, Topic{Name: "missing"}, 0, 1, lease(t, ctx)); !errors.Is(err, ErrPartitionNotFound) {
 		t.Fatalf("leadership of a missing partition: %v", err)
 	}
 }
@@ -226,5 +228,82 @@ func TestBrokersFollowTheirLease(t *testing.T) {
 	testCli.Revoke(ctx, l)
 	if bs, _ := s.ListBrokers(ctx); len(bs) != 1 || bs[0].ID != 1 {
 		t.Fatalf("after revoke: %+v", bs)
+	}
+}
+
+// TestManyPartitions: a topic's partition count is not bounded by etcd's
+// limit of operations per transaction.
+func TestManyPartitions(t *testing.T) {
+	s, ctx := newStore(t)
+	big, err := s.CreateTopic(ctx, Topic{Name: "big", Partitions: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lease(t, ctx)
+	for _, p := range []int32{0, 63, 64, 9999} {
+		if _, err := s.AcquireLeadership(ctx, big, p, 1, l); err != nil {
+			t.Fatalf("lead big/%d: %v", p, err)
+		}
+		if st, err := s.GetPartitionState(ctx, "big", p); err != nil || st != (PartitionState{}) {
+			t.Fatalf("state of big/%d: %+v %v", p, st, err)
+		}
+	}
+	if _, err := s.AcquireLeadership(ctx, big, 10000, 1, l); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("lead big/10000: %v, want ErrPartitionNotFound", err)
+	}
+	if _, err := s.GetPartitionState(ctx, "big", 10000); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("state of big/10000: %v, want ErrPartitionNotFound", err)
+	}
+}
+
+// TestLeadershipAcrossIncarnations: leadership of a deleted topic's
+// partition cannot be taken once the topic is recreated, and a leader key
+// a session left behind is taken over by the same session (fencing the
+// old leadership) or released for others.
+func TestLeadershipAcrossIncarnations(t *testing.T) {
+	s, ctx := newStore(t)
+	old, err := s.CreateTopic(ctx, Topic{Name: "r", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deleted, err := s.DeleteTopic(ctx, "r")
+	if err != nil || deleted.ID != old.ID {
+		t.Fatalf("DeleteTopic returned %+v %v, want id %s", deleted, err, old.ID)
+	}
+	cur, err := s.CreateTopic(ctx, Topic{Name: "r", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lease(t, ctx)
+	if _, err := s.AcquireLeadership(ctx, old, 0, 1, l); !errors.Is(err, ErrPartitionNotFound) {
+		t.Fatalf("leading the deleted incarnation: %v, want ErrPartitionNotFound", err)
+	}
+	a, err := s.AcquireLeadership(ctx, cur, 0, 1, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.AcquireLeadership(ctx, cur, 0, 1, l)
+	if err != nil || b.Epoch != a.Epoch+1 {
+		t.Fatalf("same-lease takeover: %+v %v", b, err)
+	}
+	if err := s.UpdatePartitionState(ctx, a, PartitionState{HighWatermark: 1}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("write with the taken-over leadership: %v, want ErrFenced", err)
+	}
+	other := lease(t, ctx)
+	if _, err := s.AcquireLeadership(ctx, cur, 0, 2, other); !errors.Is(err, ErrLeaderExists) {
+		t.Fatalf("another broker while led: %v, want ErrLeaderExists", err)
+	}
+	if err := s.ReleaseLeadership(ctx, a); err != nil { // stale: a no-op
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.GetLeader(ctx, "r", 0); !ok {
+		t.Fatal("releasing a stale leadership removed the current leader")
+	}
+	if err := s.ReleaseLeadership(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.AcquireLeadership(ctx, cur, 0, 2, other)
+	if err != nil || c.Epoch != b.Epoch+1 {
+		t.Fatalf("leadership after release: %+v %v", c, err)
 	}
 }

@@ -368,11 +368,12 @@ func (l *Log) Append(batch []byte) (first, last int64, err error) {
 	if h.Size() != len(batch) {
 		return 0, 0, fmt.Errorf("%w: %d bytes after the batch", ErrCorrupt, len(batch)-h.Size())
 	}
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	// The roll limits are read under appendMu: SetRollLimits changes them.
 	if int64(len(batch)) > l.cfg.SegmentBytes {
 		return 0, 0, fmt.Errorf("%w: %d bytes, segment limit %d", ErrBatchTooLarge, len(batch), l.cfg.SegmentBytes)
 	}
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
 
 	l.mu.RLock()
 	active, next, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.written, l.mu.failed, l.mu.closed

@@ -145,7 +145,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			}
 			defer c.Close()
 			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight})
-			defer p.Close()
+			defer func() { _ = p.Close() }()
 			perProducer := o.rate / float64(o.producers)
 			pstart := time.Now()
 			for j := lo; j < hi; j++ {

@@ -152,7 +152,7 @@ func runConsume(cmd *cobra.Command, o *consumeOptions, topic string) error {
 	}
 
 	out := bufio.NewWriterSize(cmd.OutOrStdout(), 64<<10)
-	defer out.Flush()
+	defer func() { _ = out.Flush() }()
 	var (
 		mu       sync.Mutex
 		printed  int64

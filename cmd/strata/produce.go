@@ -80,7 +80,7 @@ func runProduce(cmd *cobra.Command, o *produceOptions, topic string) error {
 	defer c.Close()
 	ctx := cmd.Context()
 	p := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: o.partition >= 0})
-	defer p.Close()
+	defer func() { _ = p.Close() }() // flushed below; Close only stops it
 
 	var acked, failed atomic.Int64
 	var firstErr error

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/strata-stream/strata/broker"
 	"github.com/strata-stream/strata/metadata"
@@ -177,8 +176,8 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		SyncPolicy: policy,
 		Logger:     logger,
 	}, store, broker.NewMetrics(reg))
-	g, health := srv.NewGRPCServer()
-	health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	// The health service follows the broker's readiness.
+	g, _ := srv.NewGRPCServer()
 
 	var httpSrv *http.Server
 	if o.httpListen != "" {
@@ -208,26 +207,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	runDone := make(chan error, 1)
 	go func() { runDone <- srv.Run(runCtx) }()
-	go func() {
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		serving := false
-		for {
-			select {
-			case <-runCtx.Done():
-				return
-			case <-t.C:
-				if r := srv.Ready(); r != serving {
-					serving = r
-					st := healthpb.HealthCheckResponse_NOT_SERVING
-					if r {
-						st = healthpb.HealthCheckResponse_SERVING
-					}
-					health.SetServingStatus("", st)
-				}
-			}
-		}
-	}()
 	grpcDone := make(chan error, 1)
 	go func() { grpcDone <- g.Serve(lis) }()
 	logger.Info("strata broker started", "listen", lis.Addr().String(), "http", o.httpListen,
@@ -249,7 +228,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	// Clean shutdown: stop accepting, let in-flight requests (and their
 	// acknowledgements) finish, then close and sync every log.
-	health.Shutdown()
 	srv.BeginShutdown()
 	stopped := make(chan struct{})
 	go func() { g.GracefulStop(); close(stopped) }()

@@ -179,7 +179,7 @@ func printDescription(cmd *cobra.Command, d *stratav1.TopicDescription) {
 	for _, p := range d.GetPartitions() {
 		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\n", p.GetPartition(), p.GetLeaderId(), p.GetLeaderEpoch(), p.GetLogStartOffset(), p.GetLogEndOffset())
 	}
-	w.Flush()
+	_ = w.Flush()
 }
 
 func newTopicDeleteCmd() *cobra.Command {
