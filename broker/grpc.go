@@ -2,8 +2,11 @@ package broker
 
 import (
 	"google.golang.org/grpc"
+	"time"
+
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -16,7 +19,13 @@ const MaxRequestBytes = 64 << 20
 // NewGRPCServer returns a gRPC server with the broker's services, the
 // health service (serving once the broker is ready) and reflection.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20), grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20)}, opts...)
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20),
+		grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20),
+		// Clients ping every 10 s with open streams (client.Client does).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}, opts...)
 	g := grpc.NewServer(opts...)
 	stratav1.RegisterAdminServiceServer(g, adminService{s: s})
 	stratav1.RegisterProduceServiceServer(g, produceService{s: s})

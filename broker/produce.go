@@ -87,6 +87,8 @@ loop:
 		var r recvd
 		select {
 		case r = <-reqs:
+		case <-ctx.Done():
+			break loop
 		case <-ps.s.stopping:
 			endErr = toStatus(fmt.Errorf("%w: broker shutting down", ErrUnavailable))
 			break loop
@@ -105,6 +107,8 @@ loop:
 		select {
 		case pending <- p:
 		case err := <-sendErr:
+			// The sender failed and drains pending itself.
+			close(pending)
 			return err
 		}
 	}
@@ -123,6 +127,10 @@ func (s *Server) appendRequest(req *stratav1.ProduceRequest) (*pendingProduce, e
 	start := s.cfg.Now()
 	if len(req.GetPartitions()) == 0 {
 		return nil, fmt.Errorf("%w: produce request with no partitions", ErrInvalidRequest)
+	}
+	// Request-level checks come before any partition is written.
+	if _, err := resolveAcks(req.GetAcks(), "all"); err != nil {
+		return nil, err
 	}
 	p := &pendingProduce{
 		resp:    &stratav1.ProduceResponse{RequestId: req.GetRequestId()},

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -102,6 +103,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// Pings detect a broker that stopped answering, so pending
+		// requests fail (and are retried) instead of waiting forever.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)))
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
@@ -285,7 +289,13 @@ func (c *Client) AlterTopicConfig(ctx context.Context, name string, set map[stri
 
 // ListOffsets resolves a position of one partition on its leader.
 func (c *Client) ListOffsets(ctx context.Context, topic string, partition int32, spec *stratav1.OffsetSpec) (*stratav1.ListOffsetsResult, error) {
-	addr, err := c.leaderAddr(ctx, topic, partition, false)
+	return c.listOffsets(ctx, topic, partition, spec, false)
+}
+
+// listOffsets is ListOffsets, refreshing the leader first when refresh is
+// set (after a failure).
+func (c *Client) listOffsets(ctx context.Context, topic string, partition int32, spec *stratav1.OffsetSpec, refresh bool) (*stratav1.ListOffsetsResult, error) {
+	addr, err := c.leaderAddr(ctx, topic, partition, refresh)
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,7 @@ type PartitionConsumer struct {
 	stream    stratav1.ConsumeService_ConsumeClient
 	cancel    context.CancelFunc
 	failures  int
+	closed    bool
 }
 
 // ConsumePartition returns a consumer of topic/partition from start.
@@ -103,6 +104,9 @@ func (pc *PartitionConsumer) HighWatermark() int64 { return pc.hw }
 // start offset outside the log, DataLoss for stored data that fails its
 // checksum.
 func (pc *PartitionConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error) {
+	if pc.closed {
+		return nil, ErrClosed
+	}
 	for {
 		if pc.stream == nil {
 			if err := pc.connect(ctx); err != nil {
@@ -112,7 +116,11 @@ func (pc *PartitionConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error)
 				continue
 			}
 		}
+		// Recv does not watch ctx: ending ctx cancels the stream, which a
+		// later Poll reopens at Position.
+		stop := context.AfterFunc(ctx, pc.cancel)
 		resp, err := pc.stream.Recv()
+		stop()
 		if err != nil {
 			pc.closeStream()
 			if ctx.Err() != nil {
@@ -160,7 +168,7 @@ func (pc *PartitionConsumer) connect(ctx context.Context) error {
 	if pc.next < 0 {
 		// Resolve the start position first, so Position is meaningful and
 		// a reconnect resumes exactly where the first stream began.
-		r, err := pc.c.ListOffsets(ctx, pc.topic, pc.partition, pc.start.spec)
+		r, err := pc.c.listOffsets(ctx, pc.topic, pc.partition, pc.start.spec, pc.failures > 0)
 		if err != nil {
 			return err
 		}
@@ -222,5 +230,8 @@ func (pc *PartitionConsumer) decode(b []byte) ([]ConsumedRecord, error) {
 	return out, nil
 }
 
-// Close stops the consumer.
-func (pc *PartitionConsumer) Close() { pc.closeStream() }
+// Close stops the consumer; Poll then returns ErrClosed.
+func (pc *PartitionConsumer) Close() {
+	pc.closed = true
+	pc.closeStream()
+}

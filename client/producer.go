@@ -115,7 +115,9 @@ func (r *Record) size() int {
 	return n
 }
 
-// Promise is called once per produced record with its outcome.
+// Promise is called once per produced record with its outcome. Promises
+// run on the producer's internal goroutines: keep them short, and do not
+// call Flush, ProduceSync or Close from one (Produce is fine).
 type Promise func(*Record, error)
 
 type topicPartition struct {
@@ -296,8 +298,9 @@ func (p *Producer) flushOpen() {
 	}
 }
 
-// Flush sends every buffered record and waits until all produced records
-// are resolved or ctx ends.
+// Flush sends every buffered record and waits until no produced record is
+// unresolved, or ctx ends. Records produced concurrently with Flush are
+// waited for too.
 func (p *Producer) Flush(ctx context.Context) error {
 	p.flushOpen()
 	for {
@@ -335,6 +338,8 @@ func (p *Producer) Close() error {
 // resolve completes a batch: every record's promise is called and its
 // budget released.
 func (p *Producer) resolve(b *batch, base int64, err error) {
+	// The budget is released first, so a promise may Produce again.
+	p.budget.Release(int64(b.bytes))
 	for i, r := range b.records {
 		if err == nil {
 			if base >= 0 {
@@ -347,7 +352,6 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 			b.promises[i](r, err)
 		}
 	}
-	p.budget.Release(int64(b.bytes))
 	if p.outstanding.Add(-int64(len(b.records))) == 0 {
 		p.mu.Lock()
 		close(p.mu.drained)
@@ -384,6 +388,10 @@ func (p *Producer) dispatch(b *batch, refresh bool) {
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	addr, err := p.c.leaderAddr(ctx, b.tp.topic, b.tp.p, refresh)
 	cancel()
+	if err != nil && p.ctx.Err() != nil {
+		p.resolve(b, -1, fmt.Errorf("%w: %v", ErrProducerClosed, err))
+		return
+	}
 	if err != nil {
 		if errors.Is(err, ErrNoBroker) {
 			err = status.Error(codes.Unavailable, err.Error())
@@ -417,10 +425,13 @@ type sink struct {
 // pstream is one open ProduceStream and its unanswered requests, oldest
 // first.
 type pstream struct {
-	cs      stratav1.ProduceService_ProduceStreamClient
-	cancel  context.CancelFunc
-	slots   chan struct{}
-	mu      sync.Mutex
+	cs     stratav1.ProduceService_ProduceStreamClient
+	cancel context.CancelFunc
+	slots  chan struct{}
+	done   chan struct{} // closed when the stream is dead
+	mu     sync.Mutex
+	// pending are the sent, unanswered requests; dead is set once the
+	// receiver gave up on the stream.
 	pending []*request
 	dead    bool
 }
@@ -494,6 +505,11 @@ func (s *sink) sendOne() bool {
 	}
 	select {
 	case st.slots <- struct{}{}:
+	case <-st.done:
+		for _, b := range bs {
+			s.p.retry(b, status.Error(codes.Unavailable, "client: produce stream broke"))
+		}
+		return true
 	case <-s.p.ctx.Done():
 		for _, b := range bs {
 			s.p.resolve(b, -1, ErrProducerClosed)
@@ -534,7 +550,7 @@ func (s *sink) open() (*pstream, error) {
 		cancel()
 		return nil, err
 	}
-	st := &pstream{cs: cs, cancel: cancel, slots: make(chan struct{}, s.p.cfg.MaxInFlightRequests)}
+	st := &pstream{cs: cs, cancel: cancel, slots: make(chan struct{}, s.p.cfg.MaxInFlightRequests), done: make(chan struct{})}
 	s.mu.Lock()
 	s.stream = st
 	s.mu.Unlock()
@@ -565,20 +581,20 @@ func (s *sink) receive(st *pstream) {
 			pending := st.pending
 			st.pending = nil
 			st.mu.Unlock()
+			close(st.done)
 			s.mu.Lock()
 			if s.stream == st {
 				s.stream = nil
 			}
 			s.mu.Unlock()
-			if !retriable(err) && status.Code(err) != codes.Canceled && status.Code(err) != codes.Internal {
-				// The broker refused the request itself (for example a
-				// malformed one): not worth retrying.
-				for _, r := range pending {
-					for _, b := range r.batches {
-						s.p.resolve(b, -1, err)
-					}
+			if !retriable(err) && status.Code(err) != codes.Canceled && status.Code(err) != codes.Internal && len(pending) > 0 {
+				// The broker refused the oldest unanswered request itself
+				// (a malformed one): it fails; the broker never read the
+				// later ones, which are retried.
+				for _, b := range pending[0].batches {
+					s.p.resolve(b, -1, err)
 				}
-				return
+				pending = pending[1:]
 			}
 			err = status.Errorf(codes.Unavailable, "client: produce stream to %s: %v", s.addr, err)
 			for _, r := range pending {

@@ -1,0 +1,92 @@
+package client_test
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+)
+
+// fakeBroker serves metadata (leader chosen by leaderFn), produce and consume
+// with pluggable behaviour.
+type fakeBroker struct {
+	stratav1.UnimplementedMetadataServiceServer
+	stratav1.UnimplementedProduceServiceServer
+	stratav1.UnimplementedConsumeServiceServer
+	addr       string
+	metaCalls  atomic.Int32
+	leaderAddr func(call int32) (id int32, addr string)
+	streamFn   func(n int32, s stratav1.ProduceService_ProduceStreamServer) error
+	streams    atomic.Int32
+	listFn     func(*stratav1.ListOffsetsRequest) *stratav1.ListOffsetsResponse
+	listCalls  atomic.Int32
+	consumeFn  func(*stratav1.ConsumeRequest, stratav1.ConsumeService_ConsumeServer) error
+	mu         sync.Mutex
+}
+
+func (f *fakeBroker) GetMetadata(ctx context.Context, r *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
+	n := f.metaCalls.Add(1)
+	id, addr := f.leaderAddr(n)
+	return &stratav1.GetMetadataResponse{
+		Brokers: []*stratav1.BrokerInfo{{Id: id, Address: addr}},
+		Topics:  []*stratav1.TopicMetadata{{Name: "t", Partitions: []*stratav1.PartitionMetadata{{Partition: 0, LeaderId: id}}}},
+	}, nil
+}
+
+func (f *fakeBroker) ProduceStream(s stratav1.ProduceService_ProduceStreamServer) error {
+	n := f.streams.Add(1)
+	return f.streamFn(n, s)
+}
+
+func (f *fakeBroker) ListOffsets(ctx context.Context, r *stratav1.ListOffsetsRequest) (*stratav1.ListOffsetsResponse, error) {
+	f.listCalls.Add(1)
+	return f.listFn(r), nil
+}
+
+func (f *fakeBroker) Consume(r *stratav1.ConsumeRequest, s stratav1.ConsumeService_ConsumeServer) error {
+	return f.consumeFn(r, s)
+}
+
+func startFake(t *testing.T, f *fakeBroker) string {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = lis.Addr().String()
+	g := grpc.NewServer()
+	stratav1.RegisterMetadataServiceServer(g, f)
+	stratav1.RegisterProduceServiceServer(g, f)
+	stratav1.RegisterConsumeServiceServer(g, f)
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	return f.addr
+}
+
+// okStream answers every request with success.
+func okStream(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
+	var off int64
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
+		for _, p := range req.GetPartitions() {
+			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: off, LastOffset: off})
+			off++
+		}
+		if err := s.Send(resp); err != nil {
+			return nil
+		}
+	}
+}
+
+var _ = codes.OK
+var _ = status.Error

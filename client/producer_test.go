@@ -1,0 +1,96 @@
+package client_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/strata-stream/strata/client"
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+)
+
+// Regression: the in-flight window is full when the stream breaks: sendOne stays
+// blocked on the dead stream's slots forever, so nothing (not even the
+// retried batches) is sent again until Close.
+func TestProducerRecoversFromStreamBreakWithFullWindow(t *testing.T) {
+	got1 := make(chan struct{})
+	f := &fakeBroker{}
+	f.streamFn = func(n int32, s stratav1.ProduceService_ProduceStreamServer) error {
+		if n == 1 {
+			if _, err := s.Recv(); err != nil {
+				return err
+			}
+			close(got1)
+			time.Sleep(300 * time.Millisecond) // client fills its window meanwhile
+			return status.Error(codes.Unavailable, "broker restarting")
+		}
+		return okStream(n, s)
+	}
+	addr := startFake(t, f)
+	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
+	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
+	defer c.Close()
+	p := c.NewProducer(client.ProducerConfig{Linger: -1, MaxInFlightRequests: 1, RetryBackoff: 10 * time.Millisecond, DeliveryTimeout: 3 * time.Second})
+	done := make(chan error, 2)
+	pr := func(_ *client.Record, err error) { done <- err }
+	ctx := context.Background()
+	if err := p.Produce(ctx, &client.Record{Topic: "t", Value: []byte("a")}, pr); err != nil {
+		t.Fatal(err)
+	}
+	<-got1
+	if err := p.Produce(ctx, &client.Record{Topic: "t", Value: []byte("b")}, pr); err != nil {
+		t.Fatal(err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := p.Flush(fctx)
+	t.Logf("Flush: %v; produce streams opened: %d", err, f.streams.Load())
+	if err != nil {
+		t.Errorf("Flush did not finish within 2s after a stream break (broker healthy again); only %d stream(s) ever opened", f.streams.Load())
+	}
+	p.Close()
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Errorf("record %d failed after the broker recovered: %v", i, err)
+		}
+	}
+}
+
+// Regression: a promise that produces again deadlocks once the budget is full,
+// because resolve releases the budget only after calling the promises
+// (and the promise runs on the sink's only receive goroutine).
+func TestProduceFromPromise(t *testing.T) {
+	f := &fakeBroker{streamFn: okStream}
+	addr := startFake(t, f)
+	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
+	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
+	defer c.Close()
+	rec := func() *client.Record { return &client.Record{Topic: "t", Value: make([]byte, 1000)} }
+	size := 1000 + 24
+	p := c.NewProducer(client.ProducerConfig{Linger: -1, MaxInFlightBytes: 4 * size, DeliveryTimeout: 3 * time.Second})
+	chained := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	// Fill the budget, the first record's promise chains one more record.
+	for i := 0; i < 4; i++ {
+		i := i
+		err := p.Produce(context.Background(), rec(), func(_ *client.Record, err error) {
+			if i == 0 {
+				chained <- p.Produce(ctx, rec(), nil)
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := <-chained
+	t.Logf("Produce inside promise: %v", err)
+	if err != nil {
+		t.Errorf("Produce from a promise blocked until its ctx ended although every record was acknowledged")
+	}
+	p.Close()
+}
