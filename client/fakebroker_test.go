@@ -3,13 +3,10 @@ package client_test
 import (
 	"context"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
@@ -28,7 +25,6 @@ type fakeBroker struct {
 	listFn     func(*stratav1.ListOffsetsRequest) *stratav1.ListOffsetsResponse
 	listCalls  atomic.Int32
 	consumeFn  func(*stratav1.ConsumeRequest, stratav1.ConsumeService_ConsumeServer) error
-	mu         sync.Mutex
 }
 
 func (f *fakeBroker) GetMetadata(ctx context.Context, r *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
@@ -75,7 +71,7 @@ func okStream(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
 	for {
 		req, err := s.Recv()
 		if err != nil {
-			return nil
+			return err // io.EOF when the client closes: a clean end
 		}
 		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
 		for _, p := range req.GetPartitions() {
@@ -83,10 +79,7 @@ func okStream(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
 			off++
 		}
 		if err := s.Send(resp); err != nil {
-			return nil
+			return err
 		}
 	}
 }
-
-var _ = codes.OK
-var _ = status.Error

@@ -271,18 +271,26 @@ func (p *Producer) lingerDone(b *batch) {
 	p.dispatch(b, false)
 }
 
-// closeBatchLocked removes b from the open batches and encodes it.
+// closeBatchLocked removes b from the open batches; dispatch encodes it
+// (outside the lock).
 func (p *Producer) closeBatchLocked(b *batch) *batch {
 	delete(p.mu.open, b.tp)
 	if b.timer != nil {
 		b.timer.Stop()
+	}
+	return b
+}
+
+// encode builds b's RecordBatch once.
+func (b *batch) encode() {
+	if b.encoded != nil {
+		return
 	}
 	recs := make([]segment.Record, len(b.records))
 	for i, r := range b.records {
 		recs[i] = segment.Record{Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, Headers: r.Headers}
 	}
 	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), segment.NoProducer, recs)
-	return b
 }
 
 // flushOpen sends every open batch now.
@@ -385,6 +393,7 @@ func backoff(base time.Duration, attempt int) time.Duration {
 
 // dispatch routes b to the sink of its partition's leader.
 func (p *Producer) dispatch(b *batch, refresh bool) {
+	b.encode()
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	addr, err := p.c.leaderAddr(ctx, b.tp.topic, b.tp.p, refresh)
 	cancel()

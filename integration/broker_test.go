@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
 )
@@ -553,5 +556,52 @@ func TestServeOperations(t *testing.T) {
 	got := consumeAll(t, newClient(t, b), "ops", 0)
 	if len(got) != 1000 {
 		t.Fatalf("after SIGTERM and restart the log holds %d records, want 1000", len(got))
+	}
+}
+
+// TestExternalEtcd runs the broker against an etcd it does not own
+// (--etcd-endpoints) and checks that topics and partition state are in
+// that etcd under /strata/<cluster>/, so another broker of the cluster
+// would see them.
+func TestExternalEtcd(t *testing.T) {
+	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emb.Close()
+	b := startBroker(t, "", "--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--cluster", "itest")
+	mustCLI(t, b, nil, "topic", "create", "ext", "--partitions", "2")
+	mustCLI(t, b, []byte("one\ntwo\n"), "produce", "ext", "--partition", "1")
+	if out := mustCLI(t, b, nil, "consume", "ext", "--partition", "1", "--max", "2", "--timeout", "10s"); out != "one\ntwo\n" {
+		t.Fatalf("consumed %q", out)
+	}
+	if _, err := os.Stat(filepath.Join(b.DataDir, "etcd")); !os.IsNotExist(err) {
+		t.Fatalf("an embedded etcd was started although --etcd-endpoints was given (stat: %v)", err)
+	}
+	cli, err := emb.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/strata/itest/topics/ext")
+	if err != nil || len(resp.Kvs) != 1 || !strings.Contains(string(resp.Kvs[0].Value), `"partitions":2`) {
+		t.Fatalf("topic key in etcd: %v %v", resp, err)
+	}
+	// The broker publishes the high watermark within a second or two.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err = cli.Get(ctx, "/strata/itest/partitions/ext/1/state")
+		if err == nil && len(resp.Kvs) == 1 && strings.Contains(string(resp.Kvs[0].Value), `"high_watermark":2`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partition state in etcd after 10s: %v %v", resp, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if resp, err = cli.Get(ctx, "/strata/itest/brokers/1"); err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
+		t.Fatalf("broker registration in etcd: %v %v", resp, err)
 	}
 }

@@ -4,13 +4,17 @@
 #
 #   scripts/bench-vs-nats.sh [RUNS]
 #
-# Needs bin/strata (make build) and nats-server + nats on PATH or in
-# $NATS_BIN (go install github.com/nats-io/nats-server/v2@latest and
-# github.com/nats-io/natscli/nats@latest). Each configuration runs RUNS
-# times (default 3), alternating Strata and NATS; compare the medians.
+# Needs bin/strata (make build) and nats-server + nats in $NATS_BIN or on
+# PATH (go install github.com/nats-io/nats-server/v2@latest and
+# github.com/nats-io/natscli/nats@latest). For 1 KiB and 100 B records it
+# runs Strata (acks=leader, default --sync-policy always: every ack waits
+# for an fsync) and NATS JetStream (file storage, async publish)
+# alternately RUNS times (default 5) at full speed, then Strata alone at
+# half of its median full-speed rate, tuned for latency (64 KiB batches,
+# 1 ms linger), and prints the medians.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-3}
+RUNS=${1:-5}
 NATS_BIN=${NATS_BIN:-$HOME/.cache/strata-tools/nats}
 PATH=$NATS_BIN:$PATH
 work=$(mktemp -d)
@@ -18,17 +22,42 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn &
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>&1 &
+nats_pid=$!
 for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
 export STRATA_BROKER=127.0.0.1:19400 NATS_URL=nats://127.0.0.1:14222
 
-run() { # label size records
-  local size=$1 n=$2 i
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+bench() { # size records
+  local size=$1 n=$2 i out
+  : >"$work/s$size"; : >"$work/n$size"; : >"$work/h$size"
   for i in $(seq "$RUNS"); do
-    echo "== strata size=$size run=$i"
-    ./bin/strata bench produce --topic "b$size-$i" --records "$n" --record-size "$size" --acks leader 2>/dev/null
-    echo "== nats size=$size run=$i"
-    nats bench js pub async "bench.$size" --msgs "$n" --size "$size" --create --storage file --purge --no-progress --stream "s$size" 2>&1 | grep -E "stats|msgs/sec|Pub stats" || true
+    out=$(./bin/strata bench produce --topic "b$size-$i" --records "$n" --record-size "$size" --acks leader 2>/dev/null)
+    echo "strata $size B run $i: $(echo "$out" | tr '\n' ' ')"
+    echo "$out" | awk '/^throughput/ {print $2}' >>"$work/s$size"
+    out=$(nats bench js pub async "bench.$size" --msgs "$n" --size "$size" --create --storage file --purge --no-progress --stream "s$size" 2>&1 | grep "publisher stats")
+    echo "nats   $size B run $i: $out"
+    echo "$out" | sed -E 's/.*stats: ([0-9,]+) msgs\/sec.*/\1/; s/,//g' >>"$work/n$size"
   done
 }
-run 1024 1000000
-run 100 5000000
+
+half() { # size: Strata alone at half its median full-speed rate
+  local size=$1 i out smax nmax half
+  smax=$(median <"$work/s$size")
+  nmax=$(median <"$work/n$size")
+  half=$((smax / 2))
+  for i in $(seq "$RUNS"); do
+    out=$(./bin/strata bench produce --topic "h$size-$i" --records $((half * 4)) --record-size "$size" --acks leader --rate "$half" --batch-bytes 65536 --linger 1ms 2>/dev/null)
+    echo "strata $size B at $half records/s run $i: $(echo "$out" | tr '\n' ' ')"
+    echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/h$size"
+  done
+  echo "SUMMARY $size B: strata median $smax records/s, nats median $nmax records/s ($(awk "BEGIN {printf \"%.2f\", $smax/$nmax}")x); strata p99 at $half records/s: median $(median <"$work/h$size") ms"
+}
+bench 1024 1000000
+bench 100 5000000
+# The latency runs are Strata's alone: NATS, stopped, must not flush its
+# page cache (it fsyncs every 2 minutes by default) under them.
+kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
+rm -rf "$work/nats"; sync
+half 1024
+half 100

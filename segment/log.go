@@ -485,6 +485,12 @@ func (l *Log) MaybeRoll() (bool, error) {
 // rollLocked syncs the active segment and its indexes, then creates the
 // next segment. l.appendMu must be held.
 func (l *Log) rollLocked() (*logSegment, error) {
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > 20*time.Millisecond {
+			l.cfg.Logger.Warn("slow segment roll: appends waited", "took", d)
+		}
+	}()
 	l.mu.RLock()
 	active, next := l.mu.segments[len(l.mu.segments)-1], l.mu.written
 	entries := active.entries
