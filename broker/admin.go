@@ -128,7 +128,10 @@ func (s *Server) describe(ctx context.Context, t metadata.Topic) (*stratav1.Topi
 		pd := &stratav1.PartitionDescription{Partition: p, LeaderId: -1}
 		if lp, ok := local[p]; ok {
 			pd.LeaderId, pd.LeaderEpoch = s.cfg.BrokerID, lp.epoch
-			pd.LogStartOffset, pd.LogEndOffset = lp.log.Offsets()
+			pd.LogStartOffset, pd.LogEndOffset = lp.offsets()
+			if lp.remoteRead != nil {
+				pd.Tier = lp.tierStatus(s.cfg.Now())
+			}
 		} else {
 			st, err := s.store.GetPartitionState(ctx, t.Name, p)
 			if err != nil {

@@ -90,7 +90,7 @@ func (cs consumeService) Consume(req *stratav1.ConsumeRequest, stream stratav1.C
 			}
 			return toStatus(err)
 		}
-		logStart, _ := part.log.Offsets()
+		logStart, _ := part.offsets()
 		if s.metrics != nil {
 			s.metrics.fetchRequests.Inc()
 			s.metrics.fetchLatency.Observe(s.cfg.Now().Sub(start).Seconds())
@@ -121,7 +121,7 @@ func (cs consumeService) ListOffsets(ctx context.Context, req *stratav1.ListOffs
 			var spec OffsetSpec
 			if spec, err = offsetSpec(lp.GetSpec()); err == nil {
 				r.Offset, err = part.resolveOffset(spec)
-				r.LogStartOffset, r.HighWatermark = part.log.Offsets()
+				r.LogStartOffset, r.HighWatermark = part.offsets()
 			}
 		}
 		if err != nil {

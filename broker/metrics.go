@@ -15,6 +15,12 @@ type Metrics struct {
 	bytesIn         *prometheus.CounterVec
 	bytesOut        *prometheus.CounterVec
 	reg             prometheus.Registerer
+
+	uploadedObjects  *prometheus.CounterVec
+	uploadedBytes    *prometheus.CounterVec
+	uploadedRawBytes *prometheus.CounterVec
+	uploadRetries    prometheus.Counter
+	remoteReadBytes  *prometheus.CounterVec
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -41,8 +47,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "strata_bytes_out_total", Help: "Record batch bytes sent to consumers, by topic.",
 		}, []string{"topic"}),
 		reg: reg,
+		uploadedObjects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_tier_uploaded_objects_total", Help: "Sealed segment objects uploaded, by topic.",
+		}, []string{"topic"}),
+		uploadedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_tier_uploaded_bytes_total", Help: "Object bytes uploaded, by topic.",
+		}, []string{"topic"}),
+		uploadedRawBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_tier_uploaded_raw_bytes_total", Help: "Record batch bytes uploaded (before compression), by topic; divided by strata_tier_uploaded_bytes_total it is the compression ratio.",
+		}, []string{"topic"}),
+		uploadRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_tier_upload_retries_total", Help: "Upload attempts that failed and were retried.",
+		}),
+		remoteReadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_tier_remote_read_bytes_total", Help: "Record batch bytes read from the object store for consumers, by topic.",
+		}, []string{"topic"}),
 	}
-	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut)
+	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut,
+		m.uploadedObjects, m.uploadedBytes, m.uploadedRawBytes, m.uploadRetries, m.remoteReadBytes)
 	return m
 }
 
@@ -55,12 +77,16 @@ type offsetCollector struct{ s *Server }
 
 var (
 	logEndDesc   = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
-	logStartDesc = prometheus.NewDesc("strata_log_start_offset", "First offset in the local log, per partition led here.", []string{"topic", "partition"}, nil)
+	lagBytesDesc   = prometheus.NewDesc("strata_tier_upload_lag_bytes", "Local bytes not uploaded yet (the active segment included), per partition led here.", []string{"topic", "partition"}, nil)
+	lagSecondsDesc = prometheus.NewDesc("strata_tier_upload_lag_seconds", "Age of the oldest sealed segment waiting for upload, per partition led here.", []string{"topic", "partition"}, nil)
+	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "First offset in the local log, per partition led here.", []string{"topic", "partition"}, nil)
 )
 
 func (c *offsetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- logEndDesc
 	ch <- logStartDesc
+	ch <- lagBytesDesc
+	ch <- lagSecondsDesc
 }
 
 func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
@@ -71,9 +97,14 @@ func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.s.mu.RUnlock()
 	for _, p := range parts {
-		start, end := p.log.Offsets()
+		start, end := p.offsets()
 		pl := strconv.Itoa(int(p.id))
 		ch <- prometheus.MustNewConstMetric(logEndDesc, prometheus.GaugeValue, float64(end), p.topic, pl)
 		ch <- prometheus.MustNewConstMetric(logStartDesc, prometheus.GaugeValue, float64(start), p.topic, pl)
+		if p.remoteRead != nil {
+			ts := p.tierStatus(c.s.cfg.Now())
+			ch <- prometheus.MustNewConstMetric(lagBytesDesc, prometheus.GaugeValue, float64(ts.GetUploadLagBytes()), p.topic, pl)
+			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, float64(ts.GetUploadLagMs())/1000, p.topic, pl)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,15 @@ type partition struct {
 	// published is the state last written to etcd; only publishState
 	// touches it.
 	published metadata.PartitionState
+	topicID   string
+
+	// rmu guards remote, the manifest of uploaded segments.
+	rmu    sync.RWMutex
+	remote remoteState
+	// tierMu serialises the partition's uploads and evictions.
+	tierMu sync.Mutex
+	// remoteRead serves offsets below the local log (nil: no tiering).
+	remoteRead func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error)
 }
 
 // splitBatches validates records, one or more concatenated RecordBatch v2,
@@ -120,7 +130,7 @@ func (p *partition) waitAcks(ctx context.Context, acks Acks, next int64) error {
 
 // resolveOffset turns a start position into an offset of the local log.
 func (p *partition) resolveOffset(spec OffsetSpec) (int64, error) {
-	start, end := p.log.Offsets()
+	start, end := p.offsets()
 	switch spec.Kind {
 	case OffsetEarliest:
 		return start, nil
@@ -166,9 +176,30 @@ type OffsetSpec struct {
 func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes int, deadline time.Time, now func() time.Time) (segment.ReadResult, error) {
 	var out segment.ReadResult
 	out.Next = from
-	for {
+	for range 1000 { // bounded: each turn returns, waits, or moves forward
+		if localStart, _ := p.log.Offsets(); out.Next < localStart && p.remoteRead != nil {
+			b, next, err := p.remoteRead(ctx, out.Next, maxBytes-len(out.Batches))
+			if err != nil {
+				if len(out.Batches) > 0 && !errors.Is(err, ErrDataLoss) {
+					return out, nil
+				}
+				return out, err
+			}
+			out.Batches = append(out.Batches, b...)
+			out.Next = next
+			_, out.End = p.log.Offsets()
+			if len(out.Batches) >= minBytes || len(out.Batches) >= maxBytes {
+				return out, nil
+			}
+			continue
+		}
 		res, err := p.log.Read(out.Next, maxBytes-len(out.Batches))
 		if err != nil {
+			if errors.Is(err, segment.ErrOutOfRange) && p.remoteRead != nil {
+				if localStart, _ := p.log.Offsets(); out.Next < localStart {
+					continue // evicted meanwhile: read it from the bucket
+				}
+			}
 			if len(out.Batches) > 0 && !errors.Is(err, segment.ErrCorrupt) {
 				return out, nil
 			}
@@ -205,4 +236,5 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 			return out, err
 		}
 	}
+	return out, nil
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
+	"github.com/strata-stream/strata/tiering/objstore"
 )
 
 // Config configures a broker.
@@ -44,6 +46,14 @@ type Config struct {
 	// ReconcileInterval is how often the broker reconciles the partitions
 	// it serves with the topics in etcd (default 2 s).
 	ReconcileInterval time.Duration
+	// Objects is the object store sealed segments are uploaded to; nil
+	// disables tiered storage.
+	Objects objstore.Store
+	// UploadInterval is how often sealed segments are looked for (default
+	// 1 s); UploadConcurrency bounds the partitions uploading at once
+	// (default 4).
+	UploadInterval    time.Duration
+	UploadConcurrency int
 	Logger            *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -64,6 +74,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.UploadInterval <= 0 {
+		c.UploadInterval = time.Second
+	}
+	if c.UploadConcurrency <= 0 {
+		c.UploadConcurrency = 4
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -93,6 +109,7 @@ type Server struct {
 	logger  *slog.Logger
 	store   *metadata.Store
 	metrics *Metrics
+	reader  *tiering.Reader // nil without an object store
 
 	mu struct {
 		sync.RWMutex
@@ -119,6 +136,9 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, logger: cfg.Logger.With("broker", cfg.BrokerID), store: store, metrics: m}
 	s.stopping = make(chan struct{})
+	if cfg.Objects != nil {
+		s.reader = tiering.NewReader(cfg.Objects, 0)
+	}
 	s.mu.topics = map[string]*topicEntry{}
 	s.mu.partitions = map[partKey]*partition{}
 	if m != nil {
@@ -217,6 +237,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.loop(gctx, s.cfg.ReconcileInterval, s.reconcile) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
+	g.Go(func() error { return s.tierLoop(gctx) })
 	err = g.Wait()
 	s.setReady(false)
 	s.mu.Lock()
@@ -363,12 +384,24 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	if err != nil {
 		return nil, err
 	}
+	var entries []metadata.SegmentEntry
+	startOffset := st.HighWatermark
+	if s.cfg.Objects != nil {
+		if entries, err = s.store.ListSegments(ctx, t.Name, p); err != nil {
+			return nil, err
+		}
+		if n := len(entries); n > 0 {
+			// An empty local log (a new disk) continues after everything
+			// uploaded, even if the published high watermark lags.
+			startOffset = max(startOffset, entries[n-1].LastOffset+1)
+		}
+	}
 	l, err := segment.Open(segment.Config{
 		Dir:          s.partitionDir(t, p),
 		SegmentBytes: cfg.SegmentBytes,
 		SegmentAge:   cfg.SegmentAge(),
 		SyncPolicy:   s.cfg.SyncPolicy,
-		StartOffset:  st.HighWatermark,
+		StartOffset:  startOffset,
 		Now:          s.cfg.Now,
 		Logger:       s.logger.With("topic", t.Name, "partition", p),
 	})
@@ -377,12 +410,19 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	}
 	if _, end := l.Offsets(); end < st.HighWatermark {
 		// The local log lost acknowledged data (a disk lost or replaced):
-		// without tiered storage there is no other copy to rebuild from.
+		// what was not uploaded has no other copy yet (the WAL comes later).
 		s.logger.Error("local log ends below the recorded high watermark",
 			"topic", t.Name, "partition", p, "log_end", end, "high_watermark", st.HighWatermark)
 	}
-	part := &partition{topic: t.Name, id: p, epoch: lead.Epoch, lead: lead, log: l}
+	part := &partition{topic: t.Name, topicID: t.ID, id: p, epoch: lead.Epoch, lead: lead, log: l}
 	part.config.Store(&cfg)
+	if s.cfg.Objects != nil {
+		part.remote.entries = entries
+		part.remote.snapshotDirty = len(entries) > 0 // rewrite it once: cheap, and repairs a lost one
+		part.remoteRead = func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error) {
+			return s.readRemote(ctx, part, from, maxBytes)
+		}
+	}
 	s.logger.Debug("leading partition", "topic", t.Name, "partition", p, "epoch", lead.Epoch)
 	return part, nil
 }
@@ -457,7 +497,7 @@ func (s *Server) publishState(ctx context.Context) error {
 	}
 	s.mu.RUnlock()
 	for _, p := range parts {
-		start, end := p.log.Offsets()
+		start, end := p.offsets()
 		st := metadata.PartitionState{LogStartOffset: start, HighWatermark: end}
 		if st == p.published {
 			continue

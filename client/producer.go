@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,7 @@ type Producer struct {
 		sync.Mutex
 		open    map[topicPartition]*batch
 		sinks   map[string]*sink
+		limits  map[string]int // batch size limit per topic (max.message.bytes)
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -164,6 +166,7 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p := &Producer{c: c, cfg: cfg, budget: semaphore.NewWeighted(int64(cfg.MaxInFlightBytes)), ctx: ctx, cancel: cancel}
 	p.mu.open = map[topicPartition]*batch{}
 	p.mu.sinks = map[string]*sink{}
+	p.mu.limits = map[string]int{}
 	p.mu.drained = make(chan struct{})
 	return p
 }
@@ -191,6 +194,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 	if r.Timestamp.IsZero() {
 		r.Timestamp = time.Now()
 	}
+	limit := p.batchLimit(ctx, r.Topic)
 	if err := p.budget.Acquire(ctx, int64(size)); err != nil {
 		return err
 	}
@@ -204,7 +208,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 	tp := topicPartition{r.Topic, r.Partition}
 	b := p.mu.open[tp]
 	var full []*batch
-	if b != nil && b.bytes+size > p.cfg.BatchBytes {
+	if b != nil && b.bytes+size > limit {
 		full = append(full, p.closeBatchLocked(b))
 		b = nil
 	}
@@ -218,7 +222,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 	b.records = append(b.records, r)
 	b.promises = append(b.promises, promise)
 	b.bytes += size
-	if b.bytes >= p.cfg.BatchBytes || p.cfg.Linger < 0 {
+	if b.bytes >= limit || p.cfg.Linger < 0 {
 		full = append(full, p.closeBatchLocked(b))
 	}
 	p.mu.Unlock()
@@ -229,6 +233,28 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 		p.dispatch(fb, false)
 	}
 	return nil
+}
+
+// batchLimit is the size at which a batch of topic closes: BatchBytes, or
+// less when the topic's max.message.bytes is smaller (learned once per
+// topic; record sizes are estimated on the high side).
+func (p *Producer) batchLimit(ctx context.Context, topic string) int {
+	p.mu.Lock()
+	limit, ok := p.mu.limits[topic]
+	p.mu.Unlock()
+	if ok {
+		return limit
+	}
+	limit = p.cfg.BatchBytes
+	if d, err := p.c.DescribeTopic(ctx, topic); err == nil {
+		if v, err := strconv.Atoi(d.GetConfig()["max.message.bytes"]); err == nil && v > segment.BatchHeaderSize {
+			limit = min(limit, v-segment.BatchHeaderSize)
+		}
+	}
+	p.mu.Lock()
+	p.mu.limits[topic] = limit
+	p.mu.Unlock()
+	return limit
 }
 
 // ProduceSync produces records and waits for all their acknowledgements.
@@ -382,6 +408,23 @@ func (p *Producer) retry(b *batch, err error) {
 	d := backoff(p.cfg.RetryBackoff, b.attempts)
 	p.c.logger.Debug("retrying produce", "topic", b.tp.topic, "partition", b.tp.p, "attempt", b.attempts, "in", d, "err", err)
 	time.AfterFunc(d, func() { p.dispatch(b, true) })
+}
+
+// split sends b's records as two batches, first half first.
+func (p *Producer) split(b *batch) {
+	mid := len(b.records) / 2
+	halves := [2]*batch{
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts},
+	}
+	for _, r := range halves[0].records {
+		halves[0].bytes += r.size()
+	}
+	halves[1].bytes = b.bytes - halves[0].bytes
+	p.c.logger.Debug("batch above max.message.bytes; splitting", "topic", b.tp.topic, "partition", b.tp.p, "records", len(b.records))
+	for _, h := range halves {
+		p.dispatch(h, false)
+	}
 }
 
 // backoff is base doubled per attempt, capped at 2 s, with ±25% jitter.
@@ -627,6 +670,12 @@ func (s *sink) handle(req *request, resp *stratav1.ProduceResponse) {
 			continue
 		}
 		r := results[i]
+		if e := r.GetError(); e != nil && codes.Code(e.GetCode()) == codes.ResourceExhausted && len(b.records) > 1 {
+			// Above the topic's max.message.bytes: send it in halves, in
+			// order (a single record that is too large fails).
+			s.p.split(b)
+			continue
+		}
 		if e := r.GetError(); e != nil {
 			s.p.retry(b, status.Error(codes.Code(e.GetCode()), e.GetMessage()))
 			continue

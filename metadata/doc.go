@@ -13,7 +13,9 @@
 //	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          from the first leadership until the topic is deleted; never decreases
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
-//	partitions/<topic>/<p>/segments/<base:020d> manifest entry of a tiered segment      (tiered storage)
+//	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until the topic is deleted; written fenced
+//	                                             "max_timestamp","records","size",
+//	                                             "raw_size","epoch","uploaded_ms"}
 //	groups/<group>/...                          consumer group state                    (consumer groups)
 //	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
 //	controller                                  election key of the controller          (cluster mode)

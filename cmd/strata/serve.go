@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/strata-stream/strata/broker"
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering/objstore"
 )
 
 type serveOptions struct {
@@ -85,37 +85,21 @@ func newLogger(level, format string) (*slog.Logger, error) {
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
 }
 
-// checkObjectStore validates the --object-store URL. The uploader that
-// writes to it arrives with tiered storage; the broker checks the form now
-// so configurations stay valid.
-func checkObjectStore(raw, dataDir string) (string, error) {
+// openObjectStore opens the --object-store URL (default: a file store
+// under the data dir), where sealed segments are uploaded.
+func openObjectStore(ctx context.Context, raw, dataDir string) (string, objstore.Store, error) {
 	if raw == "" {
 		abs, err := filepath.Abs(filepath.Join(dataDir, "objects"))
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		raw = "file://" + abs
 	}
-	u, err := url.Parse(raw)
+	st, err := objstore.Open(ctx, raw)
 	if err != nil {
-		return "", fmt.Errorf("--object-store %q: %v", raw, err)
+		return "", nil, fmt.Errorf("--object-store: %w", err)
 	}
-	switch u.Scheme {
-	case "file":
-		if u.Path == "" || u.Host != "" {
-			return "", fmt.Errorf("--object-store %q: want file:///absolute/path", raw)
-		}
-		if err := os.MkdirAll(u.Path, 0o755); err != nil {
-			return "", fmt.Errorf("--object-store: %w", err)
-		}
-	case "s3":
-		if u.Host == "" {
-			return "", fmt.Errorf("--object-store %q: want s3://bucket/prefix", raw)
-		}
-	default:
-		return "", fmt.Errorf("--object-store %q: unsupported scheme %q (want file or s3)", raw, u.Scheme)
-	}
-	return raw, nil
+	return raw, st, nil
 }
 
 func runServe(ctx context.Context, o *serveOptions) error {
@@ -134,7 +118,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	objURL, err := checkObjectStore(o.objectStore, o.dataDir)
+	objURL, objects, err := openObjectStore(ctx, o.objectStore, o.dataDir)
 	if err != nil {
 		return err
 	}
@@ -169,7 +153,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	objects = objstore.Instrument(objects, objstore.NewMetrics(reg))
 	srv := broker.New(broker.Config{
+		Objects:    objects,
 		DataDir:    o.dataDir,
 		BrokerID:   o.brokerID,
 		Advertise:  advertise,

@@ -510,7 +510,10 @@ type PartitionDescription struct {
 	// The first offset still stored.
 	LogStartOffset int64 `protobuf:"varint,4,opt,name=log_start_offset,json=logStartOffset,proto3" json:"log_start_offset,omitempty"`
 	// The offset after the last readable record (the high watermark).
-	LogEndOffset  int64 `protobuf:"varint,5,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
+	LogEndOffset int64 `protobuf:"varint,5,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
+	// Tiered storage, as the leader sees it (zero from a broker that does
+	// not lead the partition).
+	Tier          *TierStatus `protobuf:"bytes,6,opt,name=tier,proto3" json:"tier,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -580,6 +583,129 @@ func (x *PartitionDescription) GetLogEndOffset() int64 {
 	return 0
 }
 
+func (x *PartitionDescription) GetTier() *TierStatus {
+	if x != nil {
+		return x.Tier
+	}
+	return nil
+}
+
+// TierStatus is where a partition's data lives: the local log's range and
+// the uploaded objects'.
+type TierStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The local log holds [local_start_offset, log_end_offset).
+	LocalStartOffset int64 `protobuf:"varint,1,opt,name=local_start_offset,json=localStartOffset,proto3" json:"local_start_offset,omitempty"`
+	LocalBytes       int64 `protobuf:"varint,2,opt,name=local_bytes,json=localBytes,proto3" json:"local_bytes,omitempty"`
+	// Uploaded objects hold [remote_start_offset, remote_end_offset); both -1
+	// when nothing is uploaded.
+	RemoteStartOffset int64 `protobuf:"varint,3,opt,name=remote_start_offset,json=remoteStartOffset,proto3" json:"remote_start_offset,omitempty"`
+	RemoteEndOffset   int64 `protobuf:"varint,4,opt,name=remote_end_offset,json=remoteEndOffset,proto3" json:"remote_end_offset,omitempty"`
+	RemoteObjects     int64 `protobuf:"varint,5,opt,name=remote_objects,json=remoteObjects,proto3" json:"remote_objects,omitempty"`
+	// Object bytes, and the record batch bytes they hold.
+	RemoteBytes    int64 `protobuf:"varint,6,opt,name=remote_bytes,json=remoteBytes,proto3" json:"remote_bytes,omitempty"`
+	RemoteRawBytes int64 `protobuf:"varint,7,opt,name=remote_raw_bytes,json=remoteRawBytes,proto3" json:"remote_raw_bytes,omitempty"`
+	// Local bytes not uploaded yet (the active segment included), and the age
+	// of the oldest sealed segment still waiting for upload.
+	UploadLagBytes int64 `protobuf:"varint,8,opt,name=upload_lag_bytes,json=uploadLagBytes,proto3" json:"upload_lag_bytes,omitempty"`
+	UploadLagMs    int64 `protobuf:"varint,9,opt,name=upload_lag_ms,json=uploadLagMs,proto3" json:"upload_lag_ms,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TierStatus) Reset() {
+	*x = TierStatus{}
+	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TierStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TierStatus) ProtoMessage() {}
+
+func (x *TierStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TierStatus.ProtoReflect.Descriptor instead.
+func (*TierStatus) Descriptor() ([]byte, []int) {
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TierStatus) GetLocalStartOffset() int64 {
+	if x != nil {
+		return x.LocalStartOffset
+	}
+	return 0
+}
+
+func (x *TierStatus) GetLocalBytes() int64 {
+	if x != nil {
+		return x.LocalBytes
+	}
+	return 0
+}
+
+func (x *TierStatus) GetRemoteStartOffset() int64 {
+	if x != nil {
+		return x.RemoteStartOffset
+	}
+	return 0
+}
+
+func (x *TierStatus) GetRemoteEndOffset() int64 {
+	if x != nil {
+		return x.RemoteEndOffset
+	}
+	return 0
+}
+
+func (x *TierStatus) GetRemoteObjects() int64 {
+	if x != nil {
+		return x.RemoteObjects
+	}
+	return 0
+}
+
+func (x *TierStatus) GetRemoteBytes() int64 {
+	if x != nil {
+		return x.RemoteBytes
+	}
+	return 0
+}
+
+func (x *TierStatus) GetRemoteRawBytes() int64 {
+	if x != nil {
+		return x.RemoteRawBytes
+	}
+	return 0
+}
+
+func (x *TierStatus) GetUploadLagBytes() int64 {
+	if x != nil {
+		return x.UploadLagBytes
+	}
+	return 0
+}
+
+func (x *TierStatus) GetUploadLagMs() int64 {
+	if x != nil {
+		return x.UploadLagMs
+	}
+	return 0
+}
+
 type AlterTopicConfigRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -592,7 +718,7 @@ type AlterTopicConfigRequest struct {
 
 func (x *AlterTopicConfigRequest) Reset() {
 	*x = AlterTopicConfigRequest{}
-	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	mi := &file_strata_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +730,7 @@ func (x *AlterTopicConfigRequest) String() string {
 func (*AlterTopicConfigRequest) ProtoMessage() {}
 
 func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	mi := &file_strata_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +743,7 @@ func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AlterTopicConfigRequest) GetName() string {
@@ -650,7 +776,7 @@ type AlterTopicConfigResponse struct {
 
 func (x *AlterTopicConfigResponse) Reset() {
 	*x = AlterTopicConfigResponse{}
-	mi := &file_strata_v1_admin_proto_msgTypes[12]
+	mi := &file_strata_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +788,7 @@ func (x *AlterTopicConfigResponse) String() string {
 func (*AlterTopicConfigResponse) ProtoMessage() {}
 
 func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_admin_proto_msgTypes[12]
+	mi := &file_strata_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +801,7 @@ func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AlterTopicConfigResponse) GetTopic() *TopicDescription {
@@ -725,13 +851,26 @@ const file_strata_v1_admin_proto_rawDesc = "" +
 	"partitions\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
 	"\x14PartitionDescription\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12!\n" +
 	"\fleader_epoch\x18\x03 \x01(\x03R\vleaderEpoch\x12(\n" +
 	"\x10log_start_offset\x18\x04 \x01(\x03R\x0elogStartOffset\x12$\n" +
-	"\x0elog_end_offset\x18\x05 \x01(\x03R\flogEndOffset\"\xbc\x01\n" +
+	"\x0elog_end_offset\x18\x05 \x01(\x03R\flogEndOffset\x12)\n" +
+	"\x04tier\x18\x06 \x01(\v2\x15.strata.v1.TierStatusR\x04tier\"\xf9\x02\n" +
+	"\n" +
+	"TierStatus\x12,\n" +
+	"\x12local_start_offset\x18\x01 \x01(\x03R\x10localStartOffset\x12\x1f\n" +
+	"\vlocal_bytes\x18\x02 \x01(\x03R\n" +
+	"localBytes\x12.\n" +
+	"\x13remote_start_offset\x18\x03 \x01(\x03R\x11remoteStartOffset\x12*\n" +
+	"\x11remote_end_offset\x18\x04 \x01(\x03R\x0fremoteEndOffset\x12%\n" +
+	"\x0eremote_objects\x18\x05 \x01(\x03R\rremoteObjects\x12!\n" +
+	"\fremote_bytes\x18\x06 \x01(\x03R\vremoteBytes\x12(\n" +
+	"\x10remote_raw_bytes\x18\a \x01(\x03R\x0eremoteRawBytes\x12(\n" +
+	"\x10upload_lag_bytes\x18\b \x01(\x03R\x0euploadLagBytes\x12\"\n" +
+	"\rupload_lag_ms\x18\t \x01(\x03R\vuploadLagMs\"\xbc\x01\n" +
 	"\x17AlterTopicConfigRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
 	"\x03set\x18\x02 \x03(\v2+.strata.v1.AlterTopicConfigRequest.SetEntryR\x03set\x12\x16\n" +
@@ -761,7 +900,7 @@ func file_strata_v1_admin_proto_rawDescGZIP() []byte {
 	return file_strata_v1_admin_proto_rawDescData
 }
 
-var file_strata_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_strata_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_strata_v1_admin_proto_goTypes = []any{
 	(*CreateTopicRequest)(nil),       // 0: strata.v1.CreateTopicRequest
 	(*CreateTopicResponse)(nil),      // 1: strata.v1.CreateTopicResponse
@@ -774,36 +913,38 @@ var file_strata_v1_admin_proto_goTypes = []any{
 	(*DescribeTopicResponse)(nil),    // 8: strata.v1.DescribeTopicResponse
 	(*TopicDescription)(nil),         // 9: strata.v1.TopicDescription
 	(*PartitionDescription)(nil),     // 10: strata.v1.PartitionDescription
-	(*AlterTopicConfigRequest)(nil),  // 11: strata.v1.AlterTopicConfigRequest
-	(*AlterTopicConfigResponse)(nil), // 12: strata.v1.AlterTopicConfigResponse
-	nil,                              // 13: strata.v1.CreateTopicRequest.ConfigEntry
-	nil,                              // 14: strata.v1.TopicDescription.ConfigEntry
-	nil,                              // 15: strata.v1.AlterTopicConfigRequest.SetEntry
+	(*TierStatus)(nil),               // 11: strata.v1.TierStatus
+	(*AlterTopicConfigRequest)(nil),  // 12: strata.v1.AlterTopicConfigRequest
+	(*AlterTopicConfigResponse)(nil), // 13: strata.v1.AlterTopicConfigResponse
+	nil,                              // 14: strata.v1.CreateTopicRequest.ConfigEntry
+	nil,                              // 15: strata.v1.TopicDescription.ConfigEntry
+	nil,                              // 16: strata.v1.AlterTopicConfigRequest.SetEntry
 }
 var file_strata_v1_admin_proto_depIdxs = []int32{
-	13, // 0: strata.v1.CreateTopicRequest.config:type_name -> strata.v1.CreateTopicRequest.ConfigEntry
+	14, // 0: strata.v1.CreateTopicRequest.config:type_name -> strata.v1.CreateTopicRequest.ConfigEntry
 	9,  // 1: strata.v1.CreateTopicResponse.topic:type_name -> strata.v1.TopicDescription
 	6,  // 2: strata.v1.ListTopicsResponse.topics:type_name -> strata.v1.TopicSummary
 	9,  // 3: strata.v1.DescribeTopicResponse.topic:type_name -> strata.v1.TopicDescription
-	14, // 4: strata.v1.TopicDescription.config:type_name -> strata.v1.TopicDescription.ConfigEntry
+	15, // 4: strata.v1.TopicDescription.config:type_name -> strata.v1.TopicDescription.ConfigEntry
 	10, // 5: strata.v1.TopicDescription.partitions:type_name -> strata.v1.PartitionDescription
-	15, // 6: strata.v1.AlterTopicConfigRequest.set:type_name -> strata.v1.AlterTopicConfigRequest.SetEntry
-	9,  // 7: strata.v1.AlterTopicConfigResponse.topic:type_name -> strata.v1.TopicDescription
-	0,  // 8: strata.v1.AdminService.CreateTopic:input_type -> strata.v1.CreateTopicRequest
-	2,  // 9: strata.v1.AdminService.DeleteTopic:input_type -> strata.v1.DeleteTopicRequest
-	4,  // 10: strata.v1.AdminService.ListTopics:input_type -> strata.v1.ListTopicsRequest
-	7,  // 11: strata.v1.AdminService.DescribeTopic:input_type -> strata.v1.DescribeTopicRequest
-	11, // 12: strata.v1.AdminService.AlterTopicConfig:input_type -> strata.v1.AlterTopicConfigRequest
-	1,  // 13: strata.v1.AdminService.CreateTopic:output_type -> strata.v1.CreateTopicResponse
-	3,  // 14: strata.v1.AdminService.DeleteTopic:output_type -> strata.v1.DeleteTopicResponse
-	5,  // 15: strata.v1.AdminService.ListTopics:output_type -> strata.v1.ListTopicsResponse
-	8,  // 16: strata.v1.AdminService.DescribeTopic:output_type -> strata.v1.DescribeTopicResponse
-	12, // 17: strata.v1.AdminService.AlterTopicConfig:output_type -> strata.v1.AlterTopicConfigResponse
-	13, // [13:18] is the sub-list for method output_type
-	8,  // [8:13] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	11, // 6: strata.v1.PartitionDescription.tier:type_name -> strata.v1.TierStatus
+	16, // 7: strata.v1.AlterTopicConfigRequest.set:type_name -> strata.v1.AlterTopicConfigRequest.SetEntry
+	9,  // 8: strata.v1.AlterTopicConfigResponse.topic:type_name -> strata.v1.TopicDescription
+	0,  // 9: strata.v1.AdminService.CreateTopic:input_type -> strata.v1.CreateTopicRequest
+	2,  // 10: strata.v1.AdminService.DeleteTopic:input_type -> strata.v1.DeleteTopicRequest
+	4,  // 11: strata.v1.AdminService.ListTopics:input_type -> strata.v1.ListTopicsRequest
+	7,  // 12: strata.v1.AdminService.DescribeTopic:input_type -> strata.v1.DescribeTopicRequest
+	12, // 13: strata.v1.AdminService.AlterTopicConfig:input_type -> strata.v1.AlterTopicConfigRequest
+	1,  // 14: strata.v1.AdminService.CreateTopic:output_type -> strata.v1.CreateTopicResponse
+	3,  // 15: strata.v1.AdminService.DeleteTopic:output_type -> strata.v1.DeleteTopicResponse
+	5,  // 16: strata.v1.AdminService.ListTopics:output_type -> strata.v1.ListTopicsResponse
+	8,  // 17: strata.v1.AdminService.DescribeTopic:output_type -> strata.v1.DescribeTopicResponse
+	13, // 18: strata.v1.AdminService.AlterTopicConfig:output_type -> strata.v1.AlterTopicConfigResponse
+	14, // [14:19] is the sub-list for method output_type
+	9,  // [9:14] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_admin_proto_init() }
@@ -817,7 +958,7 @@ func file_strata_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_admin_proto_rawDesc), len(file_strata_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

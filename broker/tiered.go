@@ -1,0 +1,290 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/strata-stream/strata/metadata"
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
+	"github.com/strata-stream/strata/tiering/objstore"
+)
+
+// remoteState is a partition's manifest of uploaded segments, sorted by
+// base offset, contiguous, as committed in etcd. Guarded by partition.rmu.
+type remoteState struct {
+	entries []metadata.SegmentEntry
+	// snapshotDirty is set when the bucket's snapshot lags the manifest.
+	snapshotDirty bool
+}
+
+// offsets returns the partition's first offset (remote or local) and its
+// readable end.
+func (p *partition) offsets() (start, end int64) {
+	start, end = p.log.Offsets()
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	if len(p.remote.entries) > 0 {
+		start = min(start, p.remote.entries[0].BaseOffset)
+	}
+	return start, end
+}
+
+// remoteEntry returns the manifest entry holding offset, if any.
+func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	es := p.remote.entries
+	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= offset })
+	if i < len(es) && es[i].BaseOffset <= offset {
+		return es[i], true
+	}
+	return metadata.SegmentEntry{}, false
+}
+
+// remoteEnd is the offset after the last uploaded record (-1 when none).
+func (p *partition) remoteEnd() int64 {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	if n := len(p.remote.entries); n > 0 {
+		return p.remote.entries[n-1].LastOffset + 1
+	}
+	return -1
+}
+
+// tierLoop uploads sealed segments and applies local retention, every
+// interval, a few partitions at a time.
+func (s *Server) tierLoop(ctx context.Context) error {
+	if s.cfg.Objects == nil {
+		return nil
+	}
+	t := time.NewTicker(s.cfg.UploadInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		s.mu.RLock()
+		parts := make([]*partition, 0, len(s.mu.partitions))
+		for _, p := range s.mu.partitions {
+			parts = append(parts, p)
+		}
+		s.mu.RUnlock()
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(s.cfg.UploadConcurrency)
+		for _, p := range parts {
+			g.Go(func() error {
+				if err := s.tierPartition(gctx, p); err != nil && gctx.Err() == nil {
+					s.logger.Warn("tiering", "topic", p.topic, "partition", p.id, "err", err)
+				}
+				return nil
+			})
+		}
+		_ = g.Wait()
+	}
+}
+
+// tierPartition uploads p's sealed segments not yet in the manifest, in
+// order, then evicts local segments per local retention. A segment is
+// evicted only once its object is PUT and its manifest entry committed.
+func (s *Server) tierPartition(ctx context.Context, p *partition) error {
+	p.tierMu.Lock()
+	defer p.tierMu.Unlock()
+	uploaded := p.remoteEnd()
+	for _, seg := range p.log.Segments() {
+		if seg.Active || seg.NextOffset <= seg.BaseOffset || seg.NextOffset <= uploaded {
+			continue
+		}
+		if uploaded >= 0 && seg.BaseOffset != uploaded {
+			// Not contiguous with the manifest (the local log was lost and
+			// restarted above it): upload anyway, the gap is reported.
+			s.logger.Warn("uploading a segment that does not follow the manifest", "topic", p.topic, "partition", p.id, "manifest_end", uploaded, "segment_base", seg.BaseOffset)
+		}
+		if err := s.uploadSegment(ctx, p, seg); err != nil {
+			return err
+		}
+		uploaded = seg.NextOffset
+	}
+	if err := s.writeSnapshot(ctx, p); err != nil {
+		return err
+	}
+	return s.evictLocal(p)
+}
+
+func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.SegmentInfo) error {
+	start := s.cfg.Now()
+	batches, err := p.log.ReadSegment(seg.BaseOffset)
+	if err != nil {
+		return fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
+	}
+	obj, entry, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, Partition: p.id, Epoch: p.epoch, Batches: batches})
+	if err != nil {
+		return err
+	}
+	err = tiering.Retry(ctx, 200*time.Millisecond, func() error {
+		return s.cfg.Objects.Put(ctx, entry.Key, obj)
+	}, func(attempt int, err error) {
+		if attempt == 1 || attempt%10 == 0 {
+			s.logger.Warn("upload failing; retrying (production continues)", "topic", p.topic, "partition", p.id, "key", entry.Key, "attempt", attempt, "err", err)
+		}
+		if s.metrics != nil {
+			s.metrics.uploadRetries.Inc()
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("put %s: %w", entry.Key, err)
+	}
+	entry.UploadedMs = s.cfg.Now().UnixMilli()
+	if err := s.store.CommitSegment(ctx, p.lead, entry); err != nil {
+		if errors.Is(err, metadata.ErrFenced) {
+			s.dropPartition(p)
+		}
+		return fmt.Errorf("commit %s: %w", entry.Key, err)
+	}
+	p.rmu.Lock()
+	p.remote.entries = append(p.remote.entries, entry)
+	p.remote.snapshotDirty = true
+	p.rmu.Unlock()
+	if s.metrics != nil {
+		s.metrics.uploadedObjects.WithLabelValues(p.topic).Inc()
+		s.metrics.uploadedBytes.WithLabelValues(p.topic).Add(float64(entry.Size))
+		s.metrics.uploadedRawBytes.WithLabelValues(p.topic).Add(float64(entry.RawSize))
+	}
+	s.logger.Debug("uploaded segment", "topic", p.topic, "partition", p.id, "key", entry.Key,
+		"bytes", entry.Size, "raw_bytes", entry.RawSize, "took", s.cfg.Now().Sub(start))
+	return nil
+}
+
+// writeSnapshot writes the partition's manifest to the bucket when it
+// changed since the last write.
+func (s *Server) writeSnapshot(ctx context.Context, p *partition) error {
+	p.rmu.RLock()
+	dirty := p.remote.snapshotDirty
+	entries := append([]metadata.SegmentEntry(nil), p.remote.entries...)
+	p.rmu.RUnlock()
+	if !dirty {
+		return nil
+	}
+	b, err := tiering.EncodeSnapshot(tiering.Snapshot{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Segments: entries})
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Objects.Put(ctx, tiering.SnapshotKey(p.topic, p.id), b); err != nil {
+		return fmt.Errorf("write manifest snapshot: %w", err)
+	}
+	p.rmu.Lock()
+	if len(p.remote.entries) == len(entries) {
+		p.remote.snapshotDirty = false
+	}
+	p.rmu.Unlock()
+	return nil
+}
+
+// evictLocal removes the oldest local segments that are uploaded, while
+// local retention (local.retention.bytes, local.retention.ms; -2 means the
+// total retention's value, -1 unlimited) asks for it. The active segment
+// and segments not yet uploaded are never evicted.
+func (s *Server) evictLocal(p *partition) error {
+	cfg := p.config.Load()
+	limitBytes, limitMs := cfg.LocalRetentionBytes, cfg.LocalRetentionMs
+	if limitBytes == -2 {
+		limitBytes = cfg.RetentionBytes
+	}
+	if limitMs == -2 {
+		limitMs = cfg.RetentionMs
+	}
+	if limitBytes < 0 && limitMs < 0 {
+		return nil
+	}
+	uploaded := p.remoteEnd()
+	segs := p.log.Segments()
+	var total int64
+	for _, seg := range segs {
+		total += seg.Size
+	}
+	now := s.cfg.Now().UnixMilli()
+	evictBefore := int64(-1)
+	for _, seg := range segs {
+		if seg.Active || seg.NextOffset > uploaded {
+			break
+		}
+		overBytes := limitBytes >= 0 && total > limitBytes
+		tooOld := limitMs >= 0 && seg.MaxTimestamp < now-limitMs
+		if !overBytes && !tooOld {
+			break
+		}
+		total -= seg.Size
+		evictBefore = seg.NextOffset
+	}
+	if evictBefore < 0 {
+		return nil
+	}
+	n, err := p.log.RemoveSegmentsBefore(evictBefore)
+	if n > 0 {
+		s.logger.Debug("evicted local segments", "topic", p.topic, "partition", p.id, "segments", n, "before", evictBefore)
+	}
+	return err
+}
+
+// readRemote serves a fetch below the local log from the object store.
+func (s *Server) readRemote(ctx context.Context, p *partition, from int64, maxBytes int) ([]byte, int64, error) {
+	e, ok := p.remoteEntry(from)
+	if !ok {
+		start, end := p.offsets()
+		return nil, from, fmt.Errorf("%w: offset %d of %s/%d, log has [%d, %d]", ErrOffsetOutOfRange, from, p.topic, p.id, start, end)
+	}
+	b, next, err := s.reader.Read(ctx, e, from, maxBytes)
+	switch {
+	case errors.Is(err, tiering.ErrCorruptObject):
+		return nil, from, fmt.Errorf("%w: %s/%d: %v", ErrDataLoss, p.topic, p.id, err)
+	case errors.Is(err, objstore.ErrNotExist):
+		return nil, from, fmt.Errorf("%w: %s/%d: uploaded object %s is missing: %v", ErrDataLoss, p.topic, p.id, e.Key, err)
+	case objstore.IsRetriable(err):
+		return nil, from, fmt.Errorf("%w: object store: %v", ErrUnavailable, err)
+	case err != nil:
+		return nil, from, err
+	}
+	if s.metrics != nil {
+		s.metrics.remoteReadBytes.WithLabelValues(p.topic).Add(float64(len(b)))
+	}
+	return b, next, nil
+}
+
+// tierStatus reports where p's data lives.
+func (p *partition) tierStatus(now time.Time) *stratav1.TierStatus {
+	ts := &stratav1.TierStatus{RemoteStartOffset: -1, RemoteEndOffset: -1}
+	segs := p.log.Segments()
+	if len(segs) > 0 {
+		ts.LocalStartOffset = segs[0].BaseOffset
+	}
+	remoteEnd := p.remoteEnd()
+	p.rmu.RLock()
+	if n := len(p.remote.entries); n > 0 {
+		ts.RemoteStartOffset = p.remote.entries[0].BaseOffset
+		ts.RemoteEndOffset = p.remote.entries[n-1].LastOffset + 1
+		ts.RemoteObjects = int64(n)
+		for _, e := range p.remote.entries {
+			ts.RemoteBytes += e.Size
+			ts.RemoteRawBytes += e.RawSize
+		}
+	}
+	p.rmu.RUnlock()
+	for _, seg := range segs {
+		ts.LocalBytes += seg.Size
+		if seg.NextOffset > remoteEnd && seg.NextOffset > seg.BaseOffset {
+			ts.UploadLagBytes += seg.Size
+			if !seg.Active && ts.UploadLagMs == 0 && seg.MaxTimestamp > 0 {
+				ts.UploadLagMs = max(now.UnixMilli()-seg.MaxTimestamp, 1)
+			}
+		}
+	}
+	return ts
+}
