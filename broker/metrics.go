@@ -76,7 +76,7 @@ func (m *Metrics) bindServer(s *Server) {
 type offsetCollector struct{ s *Server }
 
 var (
-	logEndDesc   = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
+	logEndDesc     = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
 	lagBytesDesc   = prometheus.NewDesc("strata_tier_upload_lag_bytes", "Local bytes not uploaded yet (the active segment included), per partition led here.", []string{"topic", "partition"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("strata_tier_upload_lag_seconds", "Age of the oldest sealed segment waiting for upload, per partition led here.", []string{"topic", "partition"}, nil)
 	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "First offset in the local log, per partition led here.", []string{"topic", "partition"}, nil)

@@ -178,6 +178,13 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 	out.Next = from
 	for range 1000 { // bounded: each turn returns, waits, or moves forward
 		if localStart, _ := p.log.Offsets(); out.Next < localStart && p.remoteRead != nil {
+			if re := p.remoteEnd(); re >= 0 && out.Next >= re {
+				// A gap: records between the last upload and the local log
+				// were lost with the broker's disk (logged at open). Offsets
+				// may have gaps, as after compaction: continue after it.
+				out.Next = localStart
+				continue
+			}
 			b, next, err := p.remoteRead(ctx, out.Next, maxBytes-len(out.Batches))
 			if err != nil {
 				if len(out.Batches) > 0 && !errors.Is(err, ErrDataLoss) {

@@ -414,6 +414,12 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		s.logger.Error("local log ends below the recorded high watermark",
 			"topic", t.Name, "partition", p, "log_end", end, "high_watermark", st.HighWatermark)
 	}
+	if n := len(entries); n > 0 {
+		if start, _ := l.Offsets(); start > entries[n-1].LastOffset+1 {
+			s.logger.Error("records were lost with the local log: they were never uploaded; consumers skip the gap",
+				"topic", t.Name, "partition", p, "lost_from", entries[n-1].LastOffset+1, "lost_to", start)
+		}
+	}
 	part := &partition{topic: t.Name, topicID: t.ID, id: p, epoch: lead.Epoch, lead: lead, log: l}
 	part.config.Store(&cfg)
 	if s.cfg.Objects != nil {

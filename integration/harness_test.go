@@ -67,6 +67,7 @@ type brokerProc struct {
 	DataDir  string
 	Addr     string // gRPC
 	HTTPAddr string
+	Env      []string // extra environment, e.g. AWS credentials
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when the process has exited
 	exitErr  error
@@ -78,10 +79,16 @@ type brokerProc struct {
 // is given) and waits until /readyz answers 200.
 func startBroker(t *testing.T, dataDir string, extra ...string) *brokerProc {
 	t.Helper()
+	return startBrokerEnv(t, dataDir, nil, extra...)
+}
+
+// startBrokerEnv is startBroker with extra environment variables.
+func startBrokerEnv(t *testing.T, dataDir string, env []string, extra ...string) *brokerProc {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	b := &brokerProc{t: t, DataDir: dataDir, Addr: freeAddr(t), HTTPAddr: freeAddr(t)}
+	b := &brokerProc{t: t, DataDir: dataDir, Addr: freeAddr(t), HTTPAddr: freeAddr(t), Env: env}
 	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Addr, "--http-listen", b.HTTPAddr}, extra...)
 	b.start()
 	t.Cleanup(func() { _ = b.Stop() })
@@ -95,7 +102,7 @@ func (b *brokerProc) start() {
 	b.cmd = exec.Command(strataBinary(b.t), b.args...)
 	b.cmd.Stdout = syncWriter{&b.mu, b.logs}
 	b.cmd.Stderr = syncWriter{&b.mu, b.logs}
-	b.cmd.Env = append(os.Environ(), "GORACE=halt_on_error=1")
+	b.cmd.Env = append(append(os.Environ(), "GORACE=halt_on_error=1"), b.Env...)
 	err := b.cmd.Start()
 	b.mu.Unlock()
 	if err != nil {

@@ -101,7 +101,7 @@ func (r *Reader) Read(ctx context.Context, e metadata.SegmentEntry, from int64, 
 	}
 	// Frames to fetch: from the first, as many as fit maxBytes (raw).
 	end := first
-	var raw int64 = f.Frames[first].RawLen
+	raw := f.Frames[first].RawLen
 	for end < last && raw+f.Frames[end+1].RawLen <= int64(maxBytes) {
 		end++
 		raw += f.Frames[end].RawLen
