@@ -54,7 +54,9 @@ type Config struct {
 	// (default 4).
 	UploadInterval    time.Duration
 	UploadConcurrency int
-	Logger            *slog.Logger
+	// Reader configures cold reads (frame cache, read-ahead window).
+	Reader tiering.ReaderConfig
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -137,7 +139,7 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	s := &Server{cfg: cfg, logger: cfg.Logger.With("broker", cfg.BrokerID), store: store, metrics: m}
 	s.stopping = make(chan struct{})
 	if cfg.Objects != nil {
-		s.reader = tiering.NewReader(cfg.Objects, 0)
+		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)
 	}
 	s.mu.topics = map[string]*topicEntry{}
 	s.mu.partitions = map[partKey]*partition{}

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
 
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
@@ -15,26 +19,48 @@ import (
 // checks: nothing from it is served.
 var ErrCorruptObject = errors.New("tiering: corrupt object")
 
+// ReaderConfig configures a Reader. Zero values take the defaults.
+type ReaderConfig struct {
+	// Cache keeps fetched frames on local disk; nil disables caching.
+	Cache *FrameCache
+	// WindowBytes is how much of an object one range GET fetches: the
+	// frames a read needs and those after them, up to this many stored
+	// bytes (default 8 MiB). Reads of the frames after come from the cache.
+	WindowBytes int64
+	// ReadAhead starts fetching the next window in the background when a
+	// read reaches the second half of a cached window (default on; set
+	// NoReadAhead to disable).
+	NoReadAhead bool
+	// MaxFooters bounds the footer cache (default 1024).
+	MaxFooters int
+}
+
 // Reader serves offset ranges from sealed objects with range GETs of just
-// the frames needed. Footers are cached (bounded). It is safe for concurrent
-// use.
+// the frames needed (and a read-ahead window after them). Concurrent reads
+// of the same window fetch it once. A cache smaller than the working set
+// only makes reads slower: every read uses the bytes it fetched, cached or
+// not. It is safe for concurrent use.
 type Reader struct {
-	store      objstore.Store
-	maxFooters int
-	mu         struct {
+	store    objstore.Store
+	cfg      ReaderConfig
+	flight   singleflight.Group
+	prefetch chan struct{} // bounds background read-ahead fetches
+	mu       struct {
 		sync.Mutex
 		footers map[string]*segment.Footer
 		order   []string // insertion order, for eviction
 	}
 }
 
-// NewReader returns a reader of store caching up to maxFooters footers
-// (default 1024).
-func NewReader(store objstore.Store, maxFooters int) *Reader {
-	if maxFooters <= 0 {
-		maxFooters = 1024
+// NewReader returns a reader of store.
+func NewReader(store objstore.Store, cfg ReaderConfig) *Reader {
+	if cfg.MaxFooters <= 0 {
+		cfg.MaxFooters = 1024
 	}
-	r := &Reader{store: store, maxFooters: maxFooters}
+	if cfg.WindowBytes <= 0 {
+		cfg.WindowBytes = 8 << 20
+	}
+	r := &Reader{store: store, cfg: cfg, prefetch: make(chan struct{}, 4)}
 	r.mu.footers = map[string]*segment.Footer{}
 	return r
 }
@@ -76,13 +102,86 @@ func (r *Reader) Footer(ctx context.Context, e metadata.SegmentEntry) (*segment.
 	if _, ok := r.mu.footers[e.Key]; !ok {
 		r.mu.footers[e.Key] = f
 		r.mu.order = append(r.mu.order, e.Key)
-		for len(r.mu.order) > r.maxFooters {
+		for len(r.mu.order) > r.cfg.MaxFooters {
 			delete(r.mu.footers, r.mu.order[0])
 			r.mu.order = r.mu.order[1:]
 		}
 	}
 	r.mu.Unlock()
 	return f, nil
+}
+
+// window returns the frames [first, last] of the window starting at first:
+// as many frames as fit WindowBytes of stored bytes (at least one).
+func (r *Reader) window(f *segment.Footer, first int) (int, int) {
+	last := first
+	size := f.Frames[first].StoredLen
+	for last+1 < len(f.Frames) && size+f.Frames[last+1].StoredLen <= r.cfg.WindowBytes {
+		last++
+		size += f.Frames[last].StoredLen
+	}
+	return first, last
+}
+
+// fetch GETs the window starting at frame first (once, however many
+// readers ask at the same time), caches its frames, and returns them by
+// frame index.
+func (r *Reader) fetch(ctx context.Context, e metadata.SegmentEntry, f *segment.Footer, first int) (map[int][]byte, error) {
+	first, last := r.window(f, first)
+	v, err, _ := r.flight.Do(e.Key+"#"+strconv.Itoa(first), func() (any, error) {
+		start, stop := f.ByteRange(first, last)
+		stored, err := r.store.GetRange(ctx, e.Key, start, stop-start)
+		if err != nil {
+			return nil, err
+		}
+		frames := make(map[int][]byte, last-first+1)
+		for i := first; i <= last; i++ {
+			fr := f.Frames[i]
+			b := stored[fr.Position-start : fr.Position-start+fr.StoredLen]
+			frames[i] = b
+			if r.cfg.Cache != nil {
+				r.cfg.Cache.Put(frameName(e.Key, i), b)
+			}
+		}
+		return frames, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(map[int][]byte), nil
+}
+
+// maybeReadAhead starts fetching the next window when a sequential reader,
+// having read up to frame end, is within half a window of the first frame
+// not cached. Only with a cache that holds two windows: a smaller one
+// would evict what it prefetched before use.
+func (r *Reader) maybeReadAhead(e metadata.SegmentEntry, f *segment.Footer, end int, fetched map[int][]byte) {
+	if r.cfg.Cache == nil || r.cfg.NoReadAhead || r.cfg.Cache.limit < 2*r.cfg.WindowBytes || end+1 >= len(f.Frames) {
+		return
+	}
+	_, wl := r.window(f, end+1)
+	half := (wl - end + 1) / 2
+	for j := end + 1; j <= wl && j-end <= half+1; j++ {
+		if fetched[j] == nil && !r.cfg.Cache.Has(frameName(e.Key, j)) {
+			r.readAhead(e, f, j)
+			return
+		}
+	}
+}
+
+// readAhead fetches the window starting at frame i in the background.
+func (r *Reader) readAhead(e metadata.SegmentEntry, f *segment.Footer, i int) {
+	select {
+	case r.prefetch <- struct{}{}:
+	default:
+		return // enough fetches in flight
+	}
+	go func() {
+		defer func() { <-r.prefetch }()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_, _ = r.fetch(ctx, e, f, i)
+	}()
 }
 
 // Read returns whole batches of the object e starting with the one holding
@@ -99,25 +198,38 @@ func (r *Reader) Read(ctx context.Context, e metadata.SegmentEntry, from int64, 
 	if !ok {
 		return nil, from, fmt.Errorf("tiering: %s holds no offset %d ([%d, %d])", e.Key, from, f.BaseOffset, f.LastOffset)
 	}
-	// Frames to fetch: from the first, as many as fit maxBytes (raw).
+	var out []byte
+	var fetched map[int][]byte // frames this read fetched, used even if not cached
 	end := first
-	raw := f.Frames[first].RawLen
-	for end < last && raw+f.Frames[end+1].RawLen <= int64(maxBytes) {
-		end++
-		raw += f.Frames[end].RawLen
-	}
-	start, stop := f.ByteRange(first, end)
-	stored, err := r.store.GetRange(ctx, e.Key, start, stop-start)
-	if err != nil {
-		return nil, from, err
-	}
-	out := make([]byte, 0, raw)
-	for i := first; i <= end; i++ {
-		fr := f.Frames[i]
-		b := stored[fr.Position-start : fr.Position-start+fr.StoredLen]
-		if out, err = segment.AppendFrame(out, f, i, b); err != nil {
+	for i := first; i <= last; i++ {
+		if i > first && int64(len(out))+f.Frames[i].RawLen > int64(maxBytes) {
+			break
+		}
+		stored, fromCache := fetched[i], false
+		if stored == nil && r.cfg.Cache != nil {
+			stored, fromCache = r.cfg.Cache.Get(frameName(e.Key, i))
+		}
+		if stored == nil {
+			if fetched, err = r.fetch(ctx, e, f, i); err != nil {
+				return nil, from, err
+			}
+			stored = fetched[i]
+		}
+		next, err := segment.AppendFrame(out, f, i, stored)
+		if err != nil && fromCache {
+			// The cache file is damaged, not necessarily the object: drop
+			// it and fetch the frame from the object.
+			r.cfg.Cache.Drop(frameName(e.Key, i))
+			if fetched, err = r.fetch(ctx, e, f, i); err != nil {
+				return nil, from, err
+			}
+			next, err = segment.AppendFrame(out, f, i, fetched[i])
+		}
+		if err != nil {
 			return nil, from, fmt.Errorf("%w: %s frame %d: %v", ErrCorruptObject, e.Key, i, err)
 		}
+		out, end = next, i
 	}
+	r.maybeReadAhead(e, f, end, fetched)
 	return out, f.Frames[end].LastOffset + 1, nil
 }

@@ -68,7 +68,7 @@ func TestEncodeAndRead(t *testing.T) {
 		t.Fatalf("entry %+v", e)
 	}
 	want := records(t, batches)
-	r := NewReader(store, 0)
+	r := NewReader(store, ReaderConfig{})
 	ctx := context.Background()
 	// Sequential read from the start, 1 MiB at a time, covers everything.
 	got := map[int64]string{}
@@ -129,7 +129,7 @@ func TestCorruptObjectIsNeverServed(t *testing.T) {
 			if err := store.Put(ctx, e.Key, obj); err != nil {
 				t.Fatal(err)
 			}
-			b, _, err := NewReader(store, 0).Read(ctx, e, 0, 1<<20)
+			b, _, err := NewReader(store, ReaderConfig{}).Read(ctx, e, 0, 1<<20)
 			if !errors.Is(err, ErrCorruptObject) || b != nil {
 				t.Fatalf("read of an object with a damaged %s: %d bytes, %v; want ErrCorruptObject and nothing", where, len(b), err)
 			}

@@ -125,3 +125,16 @@ func TestParseAcks(t *testing.T) {
 		t.Error("parseAcks(most) accepted")
 	}
 }
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1024": 1024, "512MiB": 512 << 20, "4GiB": 4 << 30, "1.5GB": 1.5e9, "10 KB": 10000} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "5XB", "-1", "1..2GiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q) accepted", bad)
+		}
+	}
+}

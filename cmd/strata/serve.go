@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/strata-stream/strata/broker"
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
 )
 
@@ -35,6 +37,8 @@ type serveOptions struct {
 	syncPolicy    string
 	logLevel      string
 	logFormat     string
+	cacheDir      string
+	cacheSize     string
 }
 
 func newServeCmd() *cobra.Command {
@@ -65,6 +69,8 @@ synced before exit.`,
 	f.StringVar(&o.cluster, "cluster", "strata", "cluster name: the etcd key prefix /strata/<cluster>/")
 	f.Int32Var(&o.brokerID, "broker-id", 1, "this broker's id in the cluster")
 	f.StringVar(&o.syncPolicy, "sync-policy", "always", "local log fsync policy: always (group fsync before acks and reads), interval, never")
+	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
+	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -154,8 +160,23 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	objects = objstore.Instrument(objects, objstore.NewMetrics(reg))
+	cacheBytes, err := parseBytes(o.cacheSize)
+	if err != nil {
+		return fmt.Errorf("--cache-size: %w", err)
+	}
+	var readerCfg tiering.ReaderConfig
+	if cacheBytes > 0 {
+		dir := o.cacheDir
+		if dir == "" {
+			dir = filepath.Join(o.dataDir, "cache")
+		}
+		if readerCfg.Cache, err = tiering.NewFrameCache(dir, cacheBytes); err != nil {
+			return err
+		}
+	}
 	srv := broker.New(broker.Config{
 		Objects:    objects,
+		Reader:     readerCfg,
 		DataDir:    o.dataDir,
 		BrokerID:   o.brokerID,
 		Advertise:  advertise,
@@ -236,4 +257,22 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		logger.Info("stopped cleanly")
 	}
 	return failure
+}
+
+// parseBytes parses a size: a number of bytes with an optional unit (B,
+// KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
+func parseBytes(v string) (int64, error) {
+	v = strings.TrimSpace(v)
+	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
+	num, unit := v, ""
+	if i >= 0 {
+		num, unit = v[:i], strings.TrimSpace(v[i:])
+	}
+	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || mult == 0 || n < 0 {
+		return 0, fmt.Errorf("%q: want a size such as 512MiB or 4GiB", v)
+	}
+	return int64(n * mult), nil
 }
