@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
@@ -43,12 +40,12 @@ type ReaderConfig struct {
 type Reader struct {
 	store    objstore.Store
 	cfg      ReaderConfig
-	flight   singleflight.Group
 	prefetch chan struct{} // bounds background read-ahead fetches
 	mu       struct {
 		sync.Mutex
 		footers map[string]*segment.Footer
 		order   []string // insertion order, for eviction
+		flights map[string][]*flight
 	}
 }
 
@@ -62,6 +59,7 @@ func NewReader(store objstore.Store, cfg ReaderConfig) *Reader {
 	}
 	r := &Reader{store: store, cfg: cfg, prefetch: make(chan struct{}, 4)}
 	r.mu.footers = map[string]*segment.Footer{}
+	r.mu.flights = map[string][]*flight{}
 	return r
 }
 
@@ -123,32 +121,88 @@ func (r *Reader) window(f *segment.Footer, first int) (int, int) {
 	return first, last
 }
 
-// fetch GETs the window starting at frame first (once, however many
-// readers ask at the same time), caches its frames, and returns them by
-// frame index.
-func (r *Reader) fetch(ctx context.Context, e metadata.SegmentEntry, f *segment.Footer, first int) (map[int][]byte, error) {
-	first, last := r.window(f, first)
-	v, err, _ := r.flight.Do(e.Key+"#"+strconv.Itoa(first), func() (any, error) {
-		start, stop := f.ByteRange(first, last)
-		stored, err := r.store.GetRange(ctx, e.Key, start, stop-start)
-		if err != nil {
-			return nil, err
-		}
-		frames := make(map[int][]byte, last-first+1)
-		for i := first; i <= last; i++ {
-			fr := f.Frames[i]
-			b := stored[fr.Position-start : fr.Position-start+fr.StoredLen]
-			frames[i] = b
-			if r.cfg.Cache != nil {
-				r.cfg.Cache.Put(frameName(e.Key, i), b)
+// fetch returns frame i of e, and the other frames fetched with it: from a
+// fetch in flight that covers i (however many readers ask, a window is
+// fetched once), or by GETting the window starting at i. Fetched frames
+// are cached.
+func (r *Reader) fetch(ctx context.Context, e metadata.SegmentEntry, f *segment.Footer, i int) (map[int][]byte, error) {
+	for {
+		r.mu.Lock()
+		var wait *flight
+		for _, fl := range r.mu.flights[e.Key] {
+			if fl.first <= i && i <= fl.last {
+				wait = fl
+				break
 			}
 		}
-		return frames, nil
-	})
+		if wait == nil {
+			first, last := r.window(f, i)
+			// Stop the window before frames another fetch is bringing.
+			for _, fl := range r.mu.flights[e.Key] {
+				if fl.first > first && fl.first <= last {
+					last = fl.first - 1
+				}
+			}
+			fl := &flight{first: first, last: last, done: make(chan struct{})}
+			r.mu.flights[e.Key] = append(r.mu.flights[e.Key], fl)
+			r.mu.Unlock()
+			fl.frames, fl.err = r.get(ctx, e, f, first, last)
+			r.mu.Lock()
+			fls := r.mu.flights[e.Key]
+			for j, x := range fls {
+				if x == fl {
+					r.mu.flights[e.Key] = append(fls[:j], fls[j+1:]...)
+					break
+				}
+			}
+			if len(r.mu.flights[e.Key]) == 0 {
+				delete(r.mu.flights, e.Key)
+			}
+			r.mu.Unlock()
+			close(fl.done)
+			return fl.frames, fl.err
+		}
+		r.mu.Unlock()
+		select {
+		case <-wait.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if wait.err == nil {
+			return wait.frames, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// The other fetch failed (perhaps its context ended): try ourselves.
+	}
+}
+
+// flight is a window fetch in progress.
+type flight struct {
+	first, last int
+	done        chan struct{}
+	frames      map[int][]byte
+	err         error
+}
+
+// get GETs frames [first, last] of e in one range request and caches them.
+func (r *Reader) get(ctx context.Context, e metadata.SegmentEntry, f *segment.Footer, first, last int) (map[int][]byte, error) {
+	start, stop := f.ByteRange(first, last)
+	stored, err := r.store.GetRange(ctx, e.Key, start, stop-start)
 	if err != nil {
 		return nil, err
 	}
-	return v.(map[int][]byte), nil
+	frames := make(map[int][]byte, last-first+1)
+	for i := first; i <= last; i++ {
+		fr := f.Frames[i]
+		b := stored[fr.Position-start : fr.Position-start+fr.StoredLen]
+		frames[i] = b
+		if r.cfg.Cache != nil {
+			r.cfg.Cache.Put(frameName(e.Key, i), b)
+		}
+	}
+	return frames, nil
 }
 
 // maybeReadAhead starts fetching the next window when a sequential reader,

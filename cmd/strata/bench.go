@@ -32,6 +32,7 @@ type benchOptions struct {
 	rate       float64
 	inFlight   int
 	cpuProfile string
+	payload    string
 }
 
 func newBenchCmd() *cobra.Command {
@@ -62,6 +63,7 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")
 	f.Float64Var(&o.rate, "rate", 0, "target records/s across all producers (0: as fast as possible)")
 	f.IntVar(&o.inFlight, "max-in-flight-bytes", 64<<20, "producer in-flight byte bound")
+	f.StringVar(&o.payload, "payload", "random", "record values: random (incompressible, one value) or json (8192 distinct JSON-like log lines, a quarter random bytes)")
 	consume := &cobra.Command{
 		Use:   "consume",
 		Short: "Consume --records records from the earliest offsets and report records/s, MB/s and poll latency",
@@ -72,6 +74,29 @@ func newBenchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(produce, consume)
 	return cmd
+}
+
+// benchValues returns the record values bench produce cycles through.
+func benchValues(payload string, size int) ([][]byte, error) {
+	switch payload {
+	case "random":
+		v := make([]byte, size)
+		_, _ = rand.Read(v)
+		return [][]byte{v}, nil
+	case "json":
+		out := make([][]byte, 8192)
+		for i := range out {
+			v := make([]byte, size/4, size+200)
+			_, _ = rand.Read(v)
+			for n := 0; len(v) < size; n++ {
+				v = fmt.Appendf(v, `{"ts":%d,"service":"checkout","level":"info","user":"u-%05d","order":%d,"amount":%d.%02d,"currency":"EUR","region":"eu-west-1"},`,
+					1_700_000_000_000+i*1000+n, (i*7919+n)%100_000, i*31+n, (i+n)%500, n%100)
+			}
+			out[i] = v[:size]
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("--payload %q: want random or json", payload)
 }
 
 // withProfile runs fn under a CPU profile written to path (none if empty).
@@ -147,8 +172,10 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if _, err := admin.CreateTopic(ctx, o.topic, o.partitions, nil); err != nil && status.Code(err) != codes.AlreadyExists {
 		return fmt.Errorf("create topic %s: %w", o.topic, err)
 	}
-	value := make([]byte, o.recordSize)
-	_, _ = rand.Read(value)
+	values, err := benchValues(o.payload, o.recordSize)
+	if err != nil {
+		return err
+	}
 
 	lat := make([]time.Duration, o.records)
 	var done, failed atomic.Int64
@@ -184,7 +211,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 						sent = time.Now()
 					}
 				}
-				err := p.Produce(ctx, &client.Record{Topic: o.topic, Value: value, Timestamp: sent}, func(_ *client.Record, err error) {
+				err := p.Produce(ctx, &client.Record{Topic: o.topic, Value: values[j%int64(len(values))], Timestamp: sent}, func(_ *client.Record, err error) {
 					lat[j] = time.Since(sent)
 					if err != nil {
 						failed.Add(1)

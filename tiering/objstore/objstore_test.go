@@ -41,6 +41,7 @@ func newS3(t *testing.T, m *miniotest.Server, prefix string) *objstore.S3 {
 	s, err := objstore.NewS3(context.Background(), objstore.S3Config{
 		Bucket: bucket, Prefix: prefix, Endpoint: m.Endpoint(), Region: "us-east-1", PathStyle: true,
 		AccessKey: miniotest.AccessKey, SecretKey: miniotest.SecretKey, MaxAttempts: 1,
+		PartSize: 8 << 20, // the suite's 21 MiB object goes up in 3 parts
 	})
 	if err != nil {
 		t.Fatal(err)

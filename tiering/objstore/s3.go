@@ -38,7 +38,8 @@ type S3Config struct {
 	// shared config and credentials files, web identity, IMDS).
 	AccessKey, SecretKey string
 	// PartSize is the multipart part size: larger objects are uploaded in
-	// parts, PartConcurrency at a time (defaults 16 MiB and 4).
+	// parts, PartConcurrency at a time (defaults 64 MiB, so a sealed segment
+	// of the default size is one PUT, and 4).
 	PartSize        int
 	PartConcurrency int
 	// MaxAttempts bounds the SDK's own retries per request (default 3);
@@ -64,7 +65,7 @@ func NewS3(ctx context.Context, cfg S3Config) (*S3, error) {
 		}
 	}
 	if cfg.PartSize <= 0 {
-		cfg.PartSize = 16 << 20
+		cfg.PartSize = 64 << 20
 	}
 	cfg.PartSize = max(cfg.PartSize, 5<<20) // S3's minimum part size
 	if cfg.PartConcurrency <= 0 {

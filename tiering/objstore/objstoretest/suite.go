@@ -245,7 +245,7 @@ func testLargeObject(t *testing.T, s objstore.Store) {
 	if got := mustGet(t, s, "big/object"); !bytes.Equal(got, data) {
 		t.Fatal("large object read back different")
 	}
-	off := int64(16<<20 - 100) // across a 16 MiB part boundary
+	off := int64(16<<20 - 100) // across a part boundary (8 MiB parts in the S3 test)
 	got, err := s.GetRange(ctx(t), "big/object", off, 200)
 	if err != nil || !bytes.Equal(got, data[off:off+200]) {
 		t.Fatalf("range across a part boundary: %v", err)
