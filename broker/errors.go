@@ -37,6 +37,9 @@ var (
 	// ErrUnavailable is returned while a partition cannot serve: the broker
 	// is starting or stopping, or its log failed and awaits recovery.
 	ErrUnavailable = errors.New("broker: partition unavailable")
+	// ErrDiskFull is returned for produce requests while the broker's
+	// local logs exceed its local disk limit.
+	ErrDiskFull = errors.New("broker: local disk limit reached")
 	// ErrDataLoss is returned when stored data fails its checksum: the
 	// broker refuses to serve it.
 	ErrDataLoss = errors.New("broker: stored data is corrupt")
@@ -78,6 +81,7 @@ var statusTable = []struct {
 	{ErrPartitionNotFound, codes.NotFound},
 	{ErrTopicExists, codes.AlreadyExists},
 	{ErrRecordTooLarge, codes.ResourceExhausted},
+	{ErrDiskFull, codes.ResourceExhausted},
 	{ErrOffsetOutOfRange, codes.OutOfRange},
 	{segment.ErrOutOfRange, codes.OutOfRange},
 	{ErrNotLeader, codes.FailedPrecondition},

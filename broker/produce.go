@@ -144,6 +144,9 @@ func (s *Server) appendRequest(req *stratav1.ProduceRequest) (*pendingProduce, e
 		res := &stratav1.PartitionResult{Topic: pr.GetTopic(), Partition: pr.GetPartition(), BaseOffset: -1, LastOffset: -1}
 		p.resp.Partitions = append(p.resp.Partitions, res)
 		part, err := s.partition(pr.GetTopic(), pr.GetPartition())
+		if err == nil {
+			err = s.checkDiskLimit()
+		}
 		if err != nil {
 			res.Error = errorProto(err)
 			continue

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -56,7 +57,12 @@ type Config struct {
 	UploadConcurrency int
 	// Reader configures cold reads (frame cache, read-ahead window).
 	Reader tiering.ReaderConfig
-	Logger *slog.Logger
+	// LocalDiskLimit bounds the bytes of all local logs (0: unlimited).
+	// Above it produce requests fail with RESOURCE_EXHAUSTED until uploads
+	// and local retention bring it down: what happens when the object
+	// store stays down long enough to fill the disk.
+	LocalDiskLimit int64
+	Logger         *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -112,6 +118,11 @@ type Server struct {
 	store   *metadata.Store
 	metrics *Metrics
 	reader  *tiering.Reader // nil without an object store
+
+	// localBytes is the size of all local logs, as the tier loop last
+	// measured it; uploadErr the last upload failure (nil once one works).
+	localBytes atomic.Int64
+	uploadErr  atomic.Pointer[error]
 
 	mu struct {
 		sync.RWMutex
@@ -240,6 +251,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.loop(gctx, s.cfg.ReconcileInterval, s.reconcile) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
 	g.Go(func() error { return s.tierLoop(gctx) })
+	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
 	err = g.Wait()
 	s.setReady(false)
 	s.mu.Lock()

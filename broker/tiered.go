@@ -92,6 +92,58 @@ func (s *Server) tierLoop(ctx context.Context) error {
 	}
 }
 
+// measureLocal records the size of all local logs and reports crossing
+// the local disk limit. It runs on its own ticker: uploads may be stuck
+// retrying.
+func (s *Server) measureLocal(context.Context) error {
+	s.mu.RLock()
+	parts := make([]*partition, 0, len(s.mu.partitions))
+	for _, p := range s.mu.partitions {
+		parts = append(parts, p)
+	}
+	s.mu.RUnlock()
+	var total int64
+	for _, p := range parts {
+		for _, seg := range p.log.Segments() {
+			total += seg.Size
+		}
+	}
+	prev := s.localBytes.Swap(total)
+	if limit := s.cfg.LocalDiskLimit; limit > 0 {
+		switch {
+		case total > limit && prev <= limit:
+			s.logger.Error("local disk limit reached: refusing produce requests until uploads catch up",
+				"local_bytes", total, "limit", limit, "upload_error", s.lastUploadErr())
+		case total <= limit && prev > limit:
+			s.logger.Info("back under the local disk limit: accepting produce requests", "local_bytes", total, "limit", limit)
+		}
+	}
+	return nil
+}
+
+func (s *Server) lastUploadErr() error {
+	if e := s.uploadErr.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// checkDiskLimit fails a produce while the local logs exceed the limit.
+func (s *Server) checkDiskLimit() error {
+	limit := s.cfg.LocalDiskLimit
+	if limit <= 0 {
+		return nil
+	}
+	if n := s.localBytes.Load(); n > limit {
+		cause := "uploads are behind"
+		if err := s.lastUploadErr(); err != nil {
+			cause = "uploads are failing: " + err.Error()
+		}
+		return fmt.Errorf("%w: broker local disk limit reached (%d of %d bytes); %s", ErrDiskFull, n, limit, cause)
+	}
+	return nil
+}
+
 // tierPartition uploads p's sealed segments not yet in the manifest, in
 // order, then evicts local segments per local retention. A segment is
 // evicted only once its object is PUT and its manifest entry committed.
@@ -132,6 +184,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 	err = tiering.Retry(ctx, 200*time.Millisecond, func() error {
 		return s.cfg.Objects.Put(ctx, entry.Key, obj)
 	}, func(attempt int, err error) {
+		s.uploadErr.Store(&err)
 		if attempt == 1 || attempt%10 == 0 {
 			s.logger.Warn("upload failing; retrying (production continues)", "topic", p.topic, "partition", p.id, "key", entry.Key, "attempt", attempt, "err", err)
 		}
@@ -142,6 +195,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 	if err != nil {
 		return fmt.Errorf("put %s: %w", entry.Key, err)
 	}
+	s.uploadErr.Store(nil)
 	entry.UploadedMs = s.cfg.Now().UnixMilli()
 	if err := s.store.CommitSegment(ctx, p.lead, entry); err != nil {
 		if errors.Is(err, metadata.ErrFenced) {

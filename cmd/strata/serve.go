@@ -39,6 +39,7 @@ type serveOptions struct {
 	logFormat     string
 	cacheDir      string
 	cacheSize     string
+	diskLimit     string
 }
 
 func newServeCmd() *cobra.Command {
@@ -71,6 +72,7 @@ synced before exit.`,
 	f.StringVar(&o.syncPolicy, "sync-policy", "always", "local log fsync policy: always (group fsync before acks and reads), interval, never")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
+	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with RESOURCE_EXHAUSTED until uploads catch up (0: unlimited)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -164,6 +166,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
 	}
+	diskLimit, err := parseBytes(o.diskLimit)
+	if err != nil {
+		return fmt.Errorf("--local-disk-limit: %w", err)
+	}
 	var readerCfg tiering.ReaderConfig
 	if cacheBytes > 0 {
 		dir := o.cacheDir
@@ -175,13 +181,14 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		}
 	}
 	srv := broker.New(broker.Config{
-		Objects:    objects,
-		Reader:     readerCfg,
-		DataDir:    o.dataDir,
-		BrokerID:   o.brokerID,
-		Advertise:  advertise,
-		SyncPolicy: policy,
-		Logger:     logger,
+		Objects:        objects,
+		Reader:         readerCfg,
+		LocalDiskLimit: diskLimit,
+		DataDir:        o.dataDir,
+		BrokerID:       o.brokerID,
+		Advertise:      advertise,
+		SyncPolicy:     policy,
+		Logger:         logger,
 	}, store, broker.NewMetrics(reg))
 	// The health service follows the broker's readiness.
 	g, _ := srv.NewGRPCServer()
