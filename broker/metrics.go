@@ -90,13 +90,7 @@ func (c *offsetCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
-	c.s.mu.RLock()
-	parts := make([]*partition, 0, len(c.s.mu.partitions))
-	for _, p := range c.s.mu.partitions {
-		parts = append(parts, p)
-	}
-	c.s.mu.RUnlock()
-	for _, p := range parts {
+	for _, p := range c.s.allPartitions() {
 		start, end := p.offsets()
 		pl := strconv.Itoa(int(p.id))
 		ch <- prometheus.MustNewConstMetric(logEndDesc, prometheus.GaugeValue, float64(end), p.topic, pl)

@@ -510,13 +510,7 @@ func (s *Server) closeAll() {
 // publishState writes each partition's offsets to etcd, fenced by its
 // leadership. A fenced partition is dropped: this broker no longer leads it.
 func (s *Server) publishState(ctx context.Context) error {
-	s.mu.RLock()
-	parts := make([]*partition, 0, len(s.mu.partitions))
-	for _, p := range s.mu.partitions {
-		parts = append(parts, p)
-	}
-	s.mu.RUnlock()
-	for _, p := range parts {
+	for _, p := range s.allPartitions() {
 		start, end := p.offsets()
 		st := metadata.PartitionState{LogStartOffset: start, HighWatermark: end}
 		if st == p.published {
@@ -569,6 +563,17 @@ func (s *Server) partition(topic string, p int32) (*partition, error) {
 		return nil, &NotLeaderError{Topic: topic, Partition: p, LeaderID: -1}
 	}
 	return part, nil
+}
+
+// allPartitions returns the partitions this broker leads (a copy).
+func (s *Server) allPartitions() []*partition {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	parts := make([]*partition, 0, len(s.mu.partitions))
+	for _, p := range s.mu.partitions {
+		parts = append(parts, p)
+	}
+	return parts
 }
 
 // partitionsOf returns the served partitions of a topic, sorted.

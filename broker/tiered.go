@@ -72,12 +72,7 @@ func (s *Server) tierLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		s.mu.RLock()
-		parts := make([]*partition, 0, len(s.mu.partitions))
-		for _, p := range s.mu.partitions {
-			parts = append(parts, p)
-		}
-		s.mu.RUnlock()
+		parts := s.allPartitions()
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(s.cfg.UploadConcurrency)
 		for _, p := range parts {
@@ -96,14 +91,8 @@ func (s *Server) tierLoop(ctx context.Context) error {
 // the local disk limit. It runs on its own ticker: uploads may be stuck
 // retrying.
 func (s *Server) measureLocal(context.Context) error {
-	s.mu.RLock()
-	parts := make([]*partition, 0, len(s.mu.partitions))
-	for _, p := range s.mu.partitions {
-		parts = append(parts, p)
-	}
-	s.mu.RUnlock()
 	var total int64
-	for _, p := range parts {
+	for _, p := range s.allPartitions() {
 		for _, seg := range p.log.Segments() {
 			total += seg.Size
 		}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 )
@@ -222,16 +221,7 @@ func (f *File) List(ctx context.Context, prefix string, fn func(ObjectInfo) erro
 	if err != nil {
 		return fmt.Errorf("objstore: list %q: %w", prefix, err)
 	}
-	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
-	for _, info := range infos {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := fn(info); err != nil {
-			return err
-		}
-	}
-	return nil
+	return emitSorted(ctx, infos, fn)
 }
 
 func (f *File) Delete(ctx context.Context, key string) error {

@@ -99,6 +99,12 @@ func (m *Mem) List(ctx context.Context, prefix string, fn func(ObjectInfo) error
 		}
 	}
 	m.mu.RUnlock()
+	return emitSorted(ctx, infos, fn)
+}
+
+// emitSorted calls fn for infos in key order, stopping at fn's first error
+// or when ctx ends.
+func emitSorted(ctx context.Context, infos []ObjectInfo, fn func(ObjectInfo) error) error {
 	sort.Slice(infos, func(i, j int) bool { return infos[i].Key < infos[j].Key })
 	for _, info := range infos {
 		if err := ctx.Err(); err != nil {
