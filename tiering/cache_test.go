@@ -75,10 +75,11 @@ func TestCachedSequentialRead(t *testing.T) {
 	}
 	r := NewReader(store, ReaderConfig{Cache: cache, WindowBytes: 4 << 20})
 	readAll(t, r, e, want, 1<<20)
-	// ~12.6 MiB in 4 MiB windows: 4 GETs of frames (+2 for the footer),
-	// read-ahead included; never one per frame.
+	// ~12.6 MiB in 4 MiB windows: 4 GETs of frames (+2 for the footer);
+	// a window a read-ahead races with may be split in two, so at most 8
+	// for frames - and never one per frame (12).
 	gets := store.Calls(objstore.OpGetRange)
-	if gets > 2+5 {
+	if gets > 2+8 {
 		t.Fatalf("%d range GETs for a sequential read of %d bytes in 4 MiB windows", gets, e.Size)
 	}
 	// A second read is served from the cache.
