@@ -30,6 +30,16 @@ func (a adminService) CreateTopic(ctx context.Context, req *stratav1.CreateTopic
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if fence, ok := a.s.controllerFence(); ok {
+		if err := a.s.assign(ctx, fence); err != nil {
+			a.s.logger.Warn("assign new topic", "topic", t.Name, "err", err)
+		}
+	} else {
+		select {
+		case a.s.assignNow <- struct{}{}:
+		default:
+		}
+	}
 	if err := a.s.ensureTopic(ctx, t); err != nil {
 		a.s.logger.Warn("open new topic", "topic", t.Name, "err", err)
 	}

@@ -20,6 +20,9 @@ func (m metadataService) GetMetadata(ctx context.Context, req *stratav1.GetMetad
 		return nil, toStatus(err)
 	}
 	resp := &stratav1.GetMetadataResponse{ClusterId: s.store.Prefix(), ControllerId: -1}
+	if id, err := s.store.ControllerID(ctx); err == nil {
+		resp.ControllerId = id
+	}
 	for _, b := range brokers {
 		resp.Brokers = append(resp.Brokers, &stratav1.BrokerInfo{Id: b.ID, Address: b.Address, Rack: b.Rack})
 	}

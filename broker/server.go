@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,7 +132,13 @@ type Server struct {
 		partitions map[partKey]*partition
 		ready      bool
 		closing    bool
+		// controller is set while this broker is the controller.
+		controller *metadata.ControllerFence
 	}
+	// reconcileNow and assignNow wake the reconcile and controller loops
+	// early (after assignments changed, or a topic was created).
+	reconcileNow chan struct{}
+	assignNow    chan struct{}
 	// health is the gRPC health service NewGRPCServer registered (guarded
 	// by mu).
 	health *health.Server
@@ -149,6 +156,8 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, logger: cfg.Logger.With("broker", cfg.BrokerID), store: store, metrics: m}
 	s.stopping = make(chan struct{})
+	s.reconcileNow = make(chan struct{}, 1)
+	s.assignNow = make(chan struct{}, 1)
 	if cfg.Objects != nil {
 		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)
 	}
@@ -220,9 +229,15 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) runSession(ctx context.Context) error {
 	// The session outlives ctx by a little: Close revokes its lease (so a
 	// clean stop releases leadership at once), which needs a live context.
+	// The lease is granted under ctx, so a stop is not held up by an etcd
+	// that does not answer.
 	sessCtx, cancelSess := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSess()
-	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithTTL(int(s.cfg.SessionTTL/time.Second)), concurrency.WithContext(sessCtx))
+	lease, err := s.store.Client().Grant(ctx, int64(s.cfg.SessionTTL/time.Second))
+	if err != nil {
+		return fmt.Errorf("broker: etcd session lease: %w", err)
+	}
+	sess, err := concurrency.NewSession(s.store.Client(), concurrency.WithLease(lease.ID), concurrency.WithContext(sessCtx))
 	if err != nil {
 		return fmt.Errorf("broker: etcd session: %w", err)
 	}
@@ -233,13 +248,30 @@ func (s *Server) runSession(ctx context.Context) error {
 	s.mu.Lock()
 	s.mu.session = sess
 	s.mu.Unlock()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.runController(gctx, sess) })
+	// A broker that becomes the controller at once (the only one, or the
+	// first) assigns before the first reconcile, so it starts ready.
+	for range 20 {
+		if _, ok := s.controllerFence(); ok {
+			break
+		}
+		if id, err := s.store.ControllerID(ctx); err == nil && id >= 0 && id != s.cfg.BrokerID {
+			break // another broker is the controller
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fence, ok := s.controllerFence(); ok {
+		if err := s.assign(ctx, fence); err != nil {
+			s.logger.Warn("initial assignment", "err", err)
+		}
+	}
 	if err := s.reconcile(ctx); err != nil {
 		s.logger.Warn("initial reconcile", "err", err)
 	}
 	s.setReady(true)
 	s.logger.Info("broker ready", "address", s.cfg.Advertise)
 
-	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		select {
 		case <-sess.Done():
@@ -248,7 +280,7 @@ func (s *Server) runSession(ctx context.Context) error {
 			return nil
 		}
 	})
-	g.Go(func() error { return s.loop(gctx, s.cfg.ReconcileInterval, s.reconcile) })
+	g.Go(func() error { return s.loopKick(gctx, s.cfg.ReconcileInterval, s.reconcileNow, s.reconcile) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
 	g.Go(func() error { return s.tierLoop(gctx) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
@@ -258,6 +290,23 @@ func (s *Server) runSession(ctx context.Context) error {
 	s.mu.session = nil
 	s.mu.Unlock()
 	return err
+}
+
+// loopKick is loop that also runs fn whenever kick fires.
+func (s *Server) loopKick(ctx context.Context, every time.Duration, kick <-chan struct{}, fn func(context.Context) error) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-kick:
+		}
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Warn("background step failed", "err", err)
+		}
+	}
 }
 
 // loop runs fn every interval until ctx ends; fn's errors are logged.
@@ -306,10 +355,14 @@ func (s *Server) reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	assigned, err := s.store.ListAssignments(ctx)
+	if err != nil {
+		return err
+	}
 	want := map[string]metadata.Topic{}
 	for _, t := range topics {
 		want[t.Name] = t
-		if err := s.ensureTopicLocked(ctx, t); err != nil {
+		if err := s.ensureTopicLocked(ctx, t, assigned[t.Name]); err != nil {
 			s.logger.Warn("open topic", "topic", t.Name, "err", err)
 		}
 	}
@@ -327,14 +380,21 @@ func (s *Server) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// ensureTopic opens (and leads) every partition of t not yet served.
+// ensureTopic opens (and leads) the partitions of t assigned to this
+// broker and not yet served, and stops leading those assigned elsewhere.
 func (s *Server) ensureTopic(ctx context.Context, t metadata.Topic) error {
 	s.opening.Lock()
 	defer s.opening.Unlock()
-	return s.ensureTopicLocked(ctx, t)
+	assigned, err := s.store.ListAssignments(ctx)
+	if err != nil {
+		return err
+	}
+	return s.ensureTopicLocked(ctx, t, assigned[t.Name])
 }
 
-func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic) error {
+// ensureTopicLocked is ensureTopic with the topic's assignments
+// (partition → broker) given.
+func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assigned map[int32]int32) error {
 	cfg, err := ParseTopicConfig(t.Config)
 	if err != nil {
 		return err
@@ -357,16 +417,31 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic) error 
 	}
 	sess := s.mu.session
 	var missing []int32
+	var moved []*partition
 	for p := range t.Partitions {
-		if part, ok := s.mu.partitions[partKey{t.Name, p}]; ok {
+		owner, isAssigned := assigned[p]
+		part, led := s.mu.partitions[partKey{t.Name, p}]
+		switch {
+		case led && isAssigned && owner != s.cfg.BrokerID:
+			moved = append(moved, part) // the controller moved it away
+		case led:
 			c := cfg
 			part.config.Store(&c)
 			part.log.SetRollLimits(cfg.SegmentBytes, cfg.SegmentAge())
-			continue
+		case isAssigned && owner == s.cfg.BrokerID:
+			missing = append(missing, p)
 		}
-		missing = append(missing, p)
 	}
 	s.mu.Unlock()
+	for _, part := range moved {
+		s.logger.Info("partition assigned to another broker: stepping down", "topic", part.topic, "partition", part.id, "owner", assigned[part.id])
+		s.dropPartition(part)
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := s.store.ReleaseLeadership(rctx, part.lead); err != nil {
+			s.logger.Warn("release leadership", "topic", part.topic, "partition", part.id, "err", err)
+		}
+		cancel()
+	}
 	if sess == nil {
 		return fmt.Errorf("%w: no etcd session", ErrUnavailable)
 	}
@@ -396,6 +471,9 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	}
 	st, err := s.store.GetPartitionState(ctx, t.Name, p)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkLeaderEpoch(t, p, lead.Epoch); err != nil {
 		return nil, err
 	}
 	var entries []metadata.SegmentEntry
@@ -445,6 +523,51 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	}
 	s.logger.Debug("leading partition", "topic", t.Name, "partition", p, "epoch", lead.Epoch)
 	return part, nil
+}
+
+// leaderEpochFile records, in a partition's directory, the leader epoch at
+// which this broker last led it.
+const leaderEpochFile = "leader-epoch"
+
+// checkLeaderEpoch keeps the local log of a partition only if this broker
+// was its leader in the epoch just before the new one: otherwise another
+// broker led it since, and the local log may hold records that never were
+// (or are no longer) the partition's - it is discarded, and the log starts
+// after what etcd and the bucket know. Then it records the new epoch.
+func (s *Server) checkLeaderEpoch(t metadata.Topic, p int32, epoch int64) error {
+	dir := s.partitionDir(t, p)
+	b, err := os.ReadFile(filepath.Join(dir, leaderEpochFile))
+	if err == nil {
+		last, perr := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if perr != nil || last != epoch-1 {
+			s.logger.Warn("discarding the local log of an earlier leadership: another broker led the partition since",
+				"topic", t.Name, "partition", p, "local_epoch", string(b), "new_epoch", epoch)
+			if err := os.RemoveAll(dir); err != nil {
+				return fmt.Errorf("broker: discard stale log of %s/%d: %w", t.Name, p, err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("broker: partition dir: %w", err)
+	}
+	f, err := os.Create(filepath.Join(dir, leaderEpochFile+".tmp"))
+	if err != nil {
+		return fmt.Errorf("broker: write leader epoch: %w", err)
+	}
+	_, err = f.WriteString(strconv.FormatInt(epoch, 10) + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(filepath.Join(dir, leaderEpochFile+".tmp"), filepath.Join(dir, leaderEpochFile))
+	}
+	if err != nil {
+		return fmt.Errorf("broker: write leader epoch of %s/%d: %w", t.Name, p, err)
+	}
+	return nil
 }
 
 // dropTopic stops serving the incarnation id of a topic (any incarnation
@@ -560,9 +683,30 @@ func (s *Server) partition(topic string, p int32) (*partition, error) {
 	case p < 0 || p >= e.meta.Partitions:
 		return nil, fmt.Errorf("%w: %s/%d (the topic has %d partitions)", ErrPartitionNotFound, topic, p, e.meta.Partitions)
 	case part == nil:
-		return nil, &NotLeaderError{Topic: topic, Partition: p, LeaderID: -1}
+		return nil, s.notLeader(topic, p)
 	}
 	return part, nil
+}
+
+// notLeader builds the not-the-leader error with the current leader from
+// etcd as the hint, when there is one.
+func (s *Server) notLeader(topic string, p int32) error {
+	nl := &NotLeaderError{Topic: topic, Partition: p, LeaderID: -1}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	l, ok, err := s.store.GetLeader(ctx, topic, p)
+	if err != nil || !ok {
+		return nl
+	}
+	nl.LeaderID, nl.LeaderEpoch = l.BrokerID, l.Epoch
+	if brokers, err := s.store.ListBrokers(ctx); err == nil {
+		for _, b := range brokers {
+			if b.ID == l.BrokerID {
+				nl.LeaderAddress = b.Address
+			}
+		}
+	}
+	return nl
 }
 
 // allPartitions returns the partitions this broker leads (a copy).

@@ -47,8 +47,16 @@ func TestLocalDiskLimit(t *testing.T) {
 			time.Sleep(60 * time.Millisecond) // let the tier loop measure
 		}
 	}
-	if codes.Code(refused.GetCode()) != codes.ResourceExhausted || !strings.Contains(refused.GetMessage(), "local disk limit") || !strings.Contains(refused.GetMessage(), "uploads are failing") {
+	if codes.Code(refused.GetCode()) != codes.ResourceExhausted || !strings.Contains(refused.GetMessage(), "local disk limit") {
 		t.Fatalf("refusal: %v", refused)
+	}
+	// Once an upload attempt failed, the refusal names the cause.
+	for i := 0; !strings.Contains(refused.GetMessage(), "uploads are failing: objstore: unavailable"); i++ {
+		if i == 100 {
+			t.Fatalf("refusal does not name the failing uploads: %v", refused)
+		}
+		time.Sleep(50 * time.Millisecond)
+		refused = produce().GetError()
 	}
 	store.SetDown(false)
 	deadline = time.Now().Add(20 * time.Second)

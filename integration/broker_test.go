@@ -568,7 +568,7 @@ func TestExternalEtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer emb.Close()
+	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
 	b := startBroker(t, "", "--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--cluster", "itest")
 	mustCLI(t, b, nil, "topic", "create", "ext", "--partitions", "2")
 	mustCLI(t, b, []byte("one\ntwo\n"), "produce", "ext", "--partition", "1")

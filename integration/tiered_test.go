@@ -142,7 +142,7 @@ func TestTieredStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer emb.Close()
+	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey, "AWS_REGION=us-east-1"}
 	storeURL := fmt.Sprintf("s3://%s/%s?endpoint=%s&region=us-east-1&path-style=true", tierBucket, tierPrefix, m.Endpoint())
 	dataDir := t.TempDir()

@@ -12,13 +12,14 @@
 //	                                             "created_ms"}
 //	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          from the first leadership until the topic is deleted; never decreases
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
+//	partitions/<topic>/<p>/assignment           {"broker_id"}                           written by the controller (fenced by its election key)
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
 //	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until the topic is deleted; written fenced
 //	                                             "max_timestamp","records","size",
 //	                                             "raw_size","epoch","uploaded_ms"}
 //	groups/<group>/...                          consumer group state                    (consumer groups)
 //	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
-//	controller                                  election key of the controller          (cluster mode)
+//	controller/<lease>                          the campaigning broker's id             its session lease; the oldest is the controller
 //
 // # Leadership and fencing
 //

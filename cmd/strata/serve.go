@@ -40,6 +40,8 @@ type serveOptions struct {
 	cacheDir      string
 	cacheSize     string
 	diskLimit     string
+	sessionTTL    time.Duration
+	reconcile     time.Duration
 }
 
 func newServeCmd() *cobra.Command {
@@ -72,6 +74,8 @@ synced before exit.`,
 	f.StringVar(&o.syncPolicy, "sync-policy", "always", "local log fsync policy: always (group fsync before acks and reads), interval, never")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
+	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
+	f.DurationVar(&o.reconcile, "reconcile-interval", time.Second, "how often the controller assigns partitions and brokers take up their assignments")
 	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with RESOURCE_EXHAUSTED until uploads catch up (0: unlimited)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -181,14 +185,16 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		}
 	}
 	srv := broker.New(broker.Config{
-		Objects:        objects,
-		Reader:         readerCfg,
-		LocalDiskLimit: diskLimit,
-		DataDir:        o.dataDir,
-		BrokerID:       o.brokerID,
-		Advertise:      advertise,
-		SyncPolicy:     policy,
-		Logger:         logger,
+		Objects:           objects,
+		Reader:            readerCfg,
+		LocalDiskLimit:    diskLimit,
+		SessionTTL:        o.sessionTTL,
+		ReconcileInterval: o.reconcile,
+		DataDir:           o.dataDir,
+		BrokerID:          o.brokerID,
+		Advertise:         advertise,
+		SyncPolicy:        policy,
+		Logger:            logger,
 	}, store, broker.NewMetrics(reg))
 	// The health service follows the broker's readiness.
 	g, _ := srv.NewGRPCServer()

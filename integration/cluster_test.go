@@ -1,0 +1,138 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/miniotest"
+	"github.com/strata-stream/strata/metadata"
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+)
+
+// leaders returns partition → leader broker id of topic (-1: none).
+func leaders(t *testing.T, c *client.Client, topic string) map[int32]int32 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	md, err := c.Metadata(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int32{}
+	for _, p := range md.GetTopics()[0].GetPartitions() {
+		out[p.GetPartition()] = p.GetLeaderId()
+	}
+	return out
+}
+
+// TestClusterFailover runs three broker processes on one etcd and one
+// MinIO: the controller spreads a topic's partitions over them; when the
+// leader of a partition is SIGKILLed, another broker takes it over and
+// accepts writes within the session TTL + 2 s; the killed broker rejoins
+// as an ordinary member.
+func TestClusterFailover(t *testing.T) {
+	m := miniotest.Start(t)
+	m.MakeBucket(t, "cluster")
+	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
+	const ttl = 6 * time.Second
+	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
+	storeURL := fmt.Sprintf("s3://cluster/c1?endpoint=%s&region=us-east-1&path-style=true", m.Endpoint())
+	var brokers []*brokerProc
+	var seeds []string
+	for id := 1; id <= 3; id++ {
+		b := startBrokerEnv(t, "", env, "--broker-id", fmt.Sprint(id), "--etcd-endpoints", strings.Join(emb.Endpoints(), ","),
+			"--object-store", storeURL, "--session-ttl", ttl.String(), "--reconcile-interval", "500ms")
+		brokers = append(brokers, b)
+		seeds = append(seeds, b.Addr)
+	}
+	c, err := client.New(client.Config{Brokers: seeds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if _, err := c.CreateTopic(ctx, "fo", 6, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Every partition gets a leader, two per broker.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		per := map[int32]int{}
+		ls := leaders(t, c, "fo")
+		for _, l := range ls {
+			per[l]++
+		}
+		if per[1] == 2 && per[2] == 2 && per[3] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partitions not spread over the 3 brokers after 20s: %v", ls)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	p := c.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_LEADER, ManualPartitions: true})
+	for part := range int32(6) {
+		if err := p.ProduceSync(ctx, &client.Record{Topic: "fo", Partition: part, Value: []byte("before")}); err != nil {
+			t.Fatalf("produce to partition %d: %v", part, err)
+		}
+	}
+	p.Close()
+
+	victim := leaders(t, c, "fo")[0]
+	brokers[victim-1].Kill()
+	killed := time.Now()
+	// Write to partition 0 until a new leader takes it (each try bounded).
+	var took time.Duration
+	for attempt := 0; ; attempt++ {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		p := c.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_LEADER, ManualPartitions: true, RetryBackoff: 50 * time.Millisecond, DeliveryTimeout: time.Second})
+		err := p.ProduceSync(pctx, &client.Record{Topic: "fo", Partition: 0, Value: []byte("after")})
+		p.Close()
+		pcancel()
+		if err == nil {
+			took = time.Since(killed)
+			break
+		}
+		if time.Since(killed) > 30*time.Second {
+			t.Fatalf("no leader accepted writes to partition 0 within 30s of SIGKILL (last error: %v)", err)
+		}
+	}
+	t.Logf("failover: partition 0 accepted writes %s after its leader (broker %d) was SIGKILLed (session TTL %s)", took.Round(time.Millisecond), victim, ttl)
+	if took > ttl+2*time.Second {
+		t.Errorf("failover took %s, want at most TTL + 2s = %s", took, ttl+2*time.Second)
+	}
+	// Every partition of the dead broker moves to a live one.
+	deadline = time.Now().Add(10 * time.Second)
+	for ok := false; !ok; {
+		ls := leaders(t, c, "fo")
+		ok = true
+		for _, l := range ls {
+			if l == victim || l < 0 {
+				ok = false
+			}
+		}
+		if !ok && time.Now().After(deadline) {
+			t.Fatalf("10s after the failover, partitions still without a live leader: %v (dead broker %d)", ls, victim)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The killed broker rejoins as an ordinary member: it leads nothing
+	// the others took over, and the cluster status lists it.
+	brokers[victim-1].Restart()
+	out := mustCLI(t, brokers[victim-1], nil, "cluster", "status")
+	if !strings.Contains(out, fmt.Sprintf("%d  ", victim)) || !strings.Contains(out, "controller:") {
+		t.Fatalf("cluster status after rejoin:\n%s", out)
+	}
+	if got := leaders(t, c, "fo")[0]; got == victim {
+		t.Fatalf("partition 0 moved back to the restarted broker %d", victim)
+	}
+}

@@ -1,0 +1,110 @@
+package metadata
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// ControllerPrefix is the election prefix of the controller (under the
+// cluster prefix): the broker whose campaign key there is the oldest is
+// the controller.
+func (s *Store) ControllerPrefix() string { return s.prefix + "controller" }
+
+// ControllerFence is what a controller's writes are fenced by: its
+// election key and that key's create revision (concurrency.Election's
+// Key and Rev).
+type ControllerFence struct {
+	Key string
+	Rev int64
+}
+
+// Assignment is which broker should lead a partition.
+type Assignment struct {
+	BrokerID int32 `json:"broker_id"`
+}
+
+func (s *Store) assignmentKey(topic string, p int32) string {
+	return s.partitionKey(topic, p, "assignment")
+}
+
+// SetAssignments writes assignments (partition → broker) of one topic in
+// one transaction fenced by the controller's election key: a deposed
+// controller writes nothing (ErrFenced). At most 100 partitions per call.
+func (s *Store) SetAssignments(ctx context.Context, fence ControllerFence, topic string, as map[int32]int32) error {
+	var ops []clientv3.Op
+	for p, b := range as {
+		v, _ := json.Marshal(Assignment{BrokerID: b})
+		ops = append(ops, clientv3.OpPut(s.assignmentKey(topic, p), string(v)))
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	resp, err := s.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev),
+			clientv3.Compare(clientv3.CreateRevision(s.topicKey(topic)), ">", 0)).
+		Then(ops...).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("metadata: assign partitions of %s: %w", topic, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("%w: controller %s (rev %d) or topic %s gone", ErrFenced, fence.Key, fence.Rev, topic)
+	}
+	return nil
+}
+
+// ListAssignments returns every partition's assigned broker, by topic and
+// partition.
+func (s *Store) ListAssignments(ctx context.Context) (map[string]map[int32]int32, error) {
+	prefix := s.prefix + "partitions/"
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("metadata: list assignments: %w", err)
+	}
+	out := map[string]map[int32]int32{}
+	for _, kv := range resp.Kvs {
+		rest, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), prefix), "/assignment")
+		if !ok {
+			continue
+		}
+		i := strings.LastIndex(rest, "/")
+		if i < 0 {
+			continue
+		}
+		p, err := strconv.ParseInt(rest[i+1:], 10, 32)
+		if err != nil {
+			continue
+		}
+		var a Assignment
+		if err := json.Unmarshal(kv.Value, &a); err != nil {
+			return nil, fmt.Errorf("metadata: decode %s: %w", kv.Key, err)
+		}
+		if out[rest[:i]] == nil {
+			out[rest[:i]] = map[int32]int32{}
+		}
+		out[rest[:i]][int32(p)] = a.BrokerID
+	}
+	return out, nil
+}
+
+// ControllerID returns the broker id of the current controller (-1 when
+// none): the value of the oldest campaign key.
+func (s *Store) ControllerID(ctx context.Context) (int32, error) {
+	resp, err := s.cli.Get(ctx, s.ControllerPrefix()+"/", append([]clientv3.OpOption{clientv3.WithPrefix()}, clientv3.WithFirstCreate()...)...)
+	if err != nil {
+		return -1, fmt.Errorf("metadata: controller: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return -1, nil
+	}
+	id, err := strconv.ParseInt(string(resp.Kvs[0].Value), 10, 32)
+	if err != nil {
+		return -1, fmt.Errorf("metadata: controller value %q: %w", resp.Kvs[0].Value, err)
+	}
+	return int32(id), nil
+}
