@@ -307,3 +307,52 @@ func TestLeadershipAcrossIncarnations(t *testing.T) {
 		t.Fatalf("leadership after release: %+v %v", c, err)
 	}
 }
+
+// TestAssignmentsAreFencedByTheController: only the current controller's
+// assignments land; the controller id is the oldest campaigner's.
+func TestAssignmentsAreFencedByTheController(t *testing.T) {
+	s, ctx := newStore(t)
+	if _, err := s.CreateTopic(ctx, Topic{Name: "a", Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.ControllerID(ctx); err != nil || id != -1 {
+		t.Fatalf("controller before any campaign: %d %v", id, err)
+	}
+	l1, l2 := lease(t, ctx), lease(t, ctx)
+	k1 := fmt.Sprintf("%s/%x", s.ControllerPrefix(), l1)
+	k2 := fmt.Sprintf("%s/%x", s.ControllerPrefix(), l2)
+	r1, err := testCli.Put(ctx, k1, "7", clientv3.WithLease(l1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testCli.Put(ctx, k2, "9", clientv3.WithLease(l2)); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.ControllerID(ctx); err != nil || id != 7 {
+		t.Fatalf("controller = %d %v, want 7 (the oldest campaigner)", id, err)
+	}
+	fence := ControllerFence{Key: k1, Rev: r1.Header.Revision}
+	if err := s.SetAssignments(ctx, fence, "a", map[int32]int32{0: 7, 1: 9, 2: 7}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ListAssignments(ctx)
+	if err != nil || fmt.Sprint(got["a"]) != "map[0:7 1:9 2:7]" {
+		t.Fatalf("assignments %v %v", got, err)
+	}
+	if err := s.SetAssignments(ctx, fence, "missing", map[int32]int32{0: 7}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("assigning a missing topic: %v, want ErrFenced", err)
+	}
+	// The controller's session ends: its fence no longer holds.
+	if _, err := testCli.Revoke(ctx, l1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAssignments(ctx, fence, "a", map[int32]int32{0: 9}); !errors.Is(err, ErrFenced) {
+		t.Fatalf("deposed controller's write: %v, want ErrFenced", err)
+	}
+	if got, _ := s.ListAssignments(ctx); got["a"][0] != 7 {
+		t.Fatalf("a deposed controller's assignment landed: %v", got)
+	}
+	if id, _ := s.ControllerID(ctx); id != 9 {
+		t.Fatalf("controller after the first left = %d, want 9", id)
+	}
+}
