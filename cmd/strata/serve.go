@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -68,7 +69,7 @@ synced before exit.`,
 	f.StringVar(&o.httpListen, "http-listen", "127.0.0.1:9401", "HTTP listen address for /metrics, /healthz and /readyz (empty disables)")
 	f.StringVar(&o.advertise, "advertise", "", "gRPC address clients reach this broker at (default: the listen address)")
 	f.StringSliceVar(&o.etcdEndpoints, "etcd-endpoints", nil, "external etcd client URLs, comma-separated (default: embedded etcd in <data-dir>/etcd)")
-	f.StringVar(&o.objectStore, "object-store", "", "object store URL: file:///path or s3://bucket/prefix?endpoint=...&region=...&path-style=true (default: file://<data-dir>/objects)")
+	f.StringVar(&o.objectStore, "object-store", "", "object store URL: file:///path or s3://bucket/prefix?endpoint=...&region=...&path-style=true (default: file://<data-dir>/objects; none: tiered storage off)")
 	f.StringVar(&o.cluster, "cluster", "strata", "cluster name: the etcd key prefix /strata/<cluster>/")
 	f.Int32Var(&o.brokerID, "broker-id", 1, "this broker's id in the cluster")
 	f.StringVar(&o.syncPolicy, "sync-policy", "always", "local log fsync policy: always (group fsync before acks and reads), interval, never")
@@ -130,9 +131,12 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	objURL, objects, err := openObjectStore(ctx, o.objectStore, o.dataDir)
-	if err != nil {
-		return err
+	var objects objstore.Store
+	objURL := "none (tiered storage off)"
+	if o.objectStore != "none" {
+		if objURL, objects, err = openObjectStore(ctx, o.objectStore, o.dataDir); err != nil {
+			return err
+		}
 	}
 
 	endpoints := o.etcdEndpoints
@@ -165,7 +169,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	objects = objstore.Instrument(objects, objstore.NewMetrics(reg))
+	if objects != nil {
+		objects = objstore.Instrument(objects, objstore.NewMetrics(reg))
+	}
 	cacheBytes, err := parseBytes(o.cacheSize)
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
@@ -208,6 +214,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		// Profiles for performance work (the listener is loopback by default).
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 			if !srv.Ready() {
