@@ -197,7 +197,13 @@ func (s *Server) finishProduce(ctx context.Context, p *pendingProduce) *stratav1
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	for _, w := range p.waits {
-		if err := w.part.waitAcks(ctx, p.acks, w.next); err != nil {
+		err := w.part.waitAcks(ctx, p.acks, w.next)
+		if err == nil && p.acks != AcksNone && !s.leaseValid() {
+			// Written, maybe durable, but this broker may have lost its
+			// leadership meanwhile: it must not acknowledge as leader.
+			err = fmt.Errorf("%w: the etcd session lease of broker %d may have expired; not acknowledging", ErrUnavailable, s.cfg.BrokerID)
+		}
+		if err != nil {
 			w.result.Error = errorProto(err)
 		}
 	}

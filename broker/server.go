@@ -120,6 +120,10 @@ type Server struct {
 	metrics *Metrics
 	reader  *tiering.Reader // nil without an object store
 
+	// leaseRenewed is when etcd last confirmed the session lease (unix
+	// nanoseconds; 0: no live session). See leaseValid.
+	leaseRenewed atomic.Int64
+
 	// localBytes is the size of all local logs, as the tier loop last
 	// measured it; uploadErr the last upload failure (nil once one works).
 	localBytes atomic.Int64
@@ -167,6 +171,38 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 		m.bindServer(s)
 	}
 	return s
+}
+
+// watchLease records every renewal of the session lease, so that the
+// broker can tell - without asking etcd - whether its lease may have
+// expired (say, after the process was frozen): see leaseValid.
+func (s *Server) watchLease(ctx context.Context, id clientv3.LeaseID) {
+	s.leaseRenewed.Store(s.cfg.Now().UnixNano())
+	ch, err := s.store.Client().KeepAlive(ctx, id)
+	if err != nil {
+		s.leaseRenewed.Store(0)
+		return
+	}
+	go func() {
+		for range ch {
+			s.leaseRenewed.Store(s.cfg.Now().UnixNano())
+		}
+		s.leaseRenewed.Store(0) // the lease is gone or the session over
+	}()
+}
+
+// leaseValid reports whether the session lease is surely still alive: it
+// was renewed less than its TTL minus a safety margin ago. A broker frozen
+// past its TTL (SIGSTOP, a long GC or VM pause) finds this false when it
+// resumes, before its other goroutines notice the session is gone, so it
+// acknowledges nothing as a leader it may no longer be.
+func (s *Server) leaseValid() bool {
+	last := s.leaseRenewed.Load()
+	if last == 0 {
+		return false
+	}
+	margin := min(s.cfg.SessionTTL/3, time.Second)
+	return s.cfg.Now().Sub(time.Unix(0, last)) < s.cfg.SessionTTL-margin
 }
 
 // BeginShutdown ends the long-lived streams: produce streams acknowledge
@@ -242,6 +278,7 @@ func (s *Server) runSession(ctx context.Context) error {
 		return fmt.Errorf("broker: etcd session: %w", err)
 	}
 	defer sess.Close()
+	s.watchLease(sessCtx, lease.ID)
 	if err := s.register(ctx, sess); err != nil {
 		return err
 	}

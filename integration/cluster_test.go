@@ -1,16 +1,21 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/strata-stream/strata/client"
 	"github.com/strata-stream/strata/internal/miniotest"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
 )
 
 // leaders returns partition → leader broker id of topic (-1: none).
@@ -134,5 +139,129 @@ func TestClusterFailover(t *testing.T) {
 	}
 	if got := leaders(t, c, "fo")[0]; got == victim {
 		t.Fatalf("partition 0 moved back to the restarted broker %d", victim)
+	}
+}
+
+// TestFrozenLeaderIsFenced freezes a partition's leader with SIGSTOP past
+// its session TTL: another broker takes the partition over; when the old
+// leader resumes (SIGCONT) it acknowledges nothing for the partition and
+// commits nothing to etcd, then rejoins as an ordinary member.
+func TestFrozenLeaderIsFenced(t *testing.T) {
+	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Close)
+	const ttl = 3 * time.Second
+	var brokers []*brokerProc
+	for id := 1; id <= 2; id++ {
+		brokers = append(brokers, startBroker(t, "", "--broker-id", fmt.Sprint(id), "--etcd-endpoints", strings.Join(emb.Endpoints(), ","),
+			"--session-ttl", ttl.String(), "--reconcile-interval", "300ms", "--object-store", "none"))
+	}
+	c, err := client.New(client.Config{Brokers: []string{brokers[0].Addr, brokers[1].Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if _, err := c.CreateTopic(ctx, "fz", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	var old int32
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if old = leaders(t, c, "fz")[0]; old > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partition 0 has no leader")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	frozen, other := brokers[old-1], brokers[2-old]
+	// A connection to the old leader, open before it freezes, so requests
+	// reach it the moment it resumes.
+	cc, err := grpc.NewClient(frozen.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	if _, err := stratav1.NewMetadataServiceClient(cc).GetMetadata(ctx, &stratav1.GetMetadataRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	frozen.Freeze()
+	defer frozen.Thaw()
+	oc, err := client.New(client.Config{Brokers: []string{other.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer oc.Close()
+	for deadline := time.Now().Add(ttl + 10*time.Second); leaders(t, oc, "fz")[0] == old || leaders(t, oc, "fz")[0] < 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("partition 0 still led by frozen broker %d", old)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p := oc.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_ALL, ManualPartitions: true})
+	for i := range 5 {
+		if err := p.ProduceSync(ctx, &client.Record{Topic: "fz", Partition: 0, Value: []byte(fmt.Sprint("new-", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+
+	// Resume the old leader and at once ask it, directly, to take writes
+	// for the partition it led: it must not acknowledge any.
+	batch := segment.AppendBatch(nil, segment.NoProducer, []segment.Record{{Value: []byte("stale")}})
+	// The requests are sent while it is frozen and arrive as it resumes.
+	results := make(chan string, 40)
+	for i := range 20 {
+		go func() {
+			rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+			defer rcancel()
+			resp, err := stratav1.NewProduceServiceClient(cc).Produce(rctx, &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL,
+				Partitions: []*stratav1.PartitionRecords{{Topic: "fz", Partition: 0, Records: bytes.Clone(batch)}}})
+			if err == nil && resp.GetPartitions()[0].GetError() == nil {
+				results <- fmt.Sprintf("request %d sent while frozen was acknowledged at offset %d", i, resp.GetPartitions()[0].GetBaseOffset())
+				return
+			}
+			results <- ""
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	frozen.Thaw()
+	for range 20 {
+		if r := <-results; r != "" {
+			t.Fatal(r)
+		}
+	}
+	for i := range 20 {
+		for _, acks := range []stratav1.Acks{stratav1.Acks_ACKS_ALL, stratav1.Acks_ACKS_LEADER} {
+			rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := stratav1.NewProduceServiceClient(cc).Produce(rctx, &stratav1.ProduceRequest{Acks: acks,
+				Partitions: []*stratav1.PartitionRecords{{Topic: "fz", Partition: 0, Records: bytes.Clone(batch)}}})
+			rcancel()
+			if err == nil && resp.GetPartitions()[0].GetError() == nil {
+				t.Fatalf("try %d: the resumed old leader acknowledged a write (acks %v) at offset %d", i, acks, resp.GetPartitions()[0].GetBaseOffset())
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Nothing it wrote is in the partition: the new leader has exactly the
+	// five records it acknowledged.
+	time.Sleep(2 * time.Second)
+	got := consumeAll(t, oc, "fz", 0)
+	for _, r := range got {
+		if string(r.Value) == "stale" {
+			t.Fatalf("a write to the old leader reached the partition at offset %d", r.Offset)
+		}
+	}
+	if n := len(got); n != 5 {
+		t.Fatalf("partition 0 holds %d records, want the 5 the new leader acknowledged", n)
+	}
+	// The old leader rejoins as an ordinary member.
+	frozen.waitReady(30 * time.Second)
+	if l := leaders(t, oc, "fz")[0]; l == old {
+		t.Fatalf("partition 0 went back to the fenced broker %d", old)
 	}
 }

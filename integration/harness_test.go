@@ -204,3 +204,10 @@ func (b *brokerProc) Restart() {
 	b.t.Helper()
 	b.start()
 }
+
+// Freeze stops the process with SIGSTOP (it keeps its sockets and state);
+// Thaw resumes it with SIGCONT.
+func (b *brokerProc) Freeze() { _ = b.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process.
+func (b *brokerProc) Thaw() { _ = b.cmd.Process.Signal(syscall.SIGCONT) }
