@@ -81,6 +81,7 @@ var statusTable = []struct {
 	{ErrPartitionNotFound, codes.NotFound},
 	{ErrTopicExists, codes.AlreadyExists},
 	{ErrRecordTooLarge, codes.ResourceExhausted},
+	{ErrOutOfOrderSequence, codes.Aborted},
 	{ErrDiskFull, codes.ResourceExhausted},
 	{ErrOffsetOutOfRange, codes.OutOfRange},
 	{segment.ErrOutOfRange, codes.OutOfRange},

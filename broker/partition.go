@@ -60,6 +60,10 @@ type partition struct {
 	remote remoteState
 	// tierMu serialises the partition's uploads and evictions.
 	tierMu sync.Mutex
+	// prodMu guards producers (idempotent producers' sequences) and makes
+	// their check and the append one step.
+	prodMu    sync.Mutex
+	producers map[int64]*producerState
 	// remoteRead serves offsets below the local log (nil: no tiering).
 	remoteRead func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error)
 }
@@ -97,16 +101,63 @@ type appendResult struct {
 
 // append writes batches (already validated by splitBatches) to the log and
 // returns their offsets, without waiting for durability.
+//
+// Batches of idempotent producers are checked first, all of them, against
+// the sequences already written: a retry of a written batch is answered
+// with its offsets and not written again; a sequence gap refuses the
+// request (ErrOutOfOrderSequence) with nothing written.
 func (p *partition) append(batches [][]byte) (appendResult, error) {
 	res := appendResult{base: -1}
-	for _, b := range batches {
-		segment.SetPartitionLeaderEpoch(b, int32(p.epoch))
-		first, last, err := p.log.Append(b)
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
+	headers := make([]segment.BatchHeader, len(batches))
+	dups := make([]*seqRange, len(batches))
+	sim := map[int64]*producerState{} // the state as the batches before would leave it
+	for i, b := range batches {
+		h, err := segment.ParseBatchHeader(b)
 		if err != nil {
-			if errors.Is(err, segment.ErrBatchTooLarge) {
-				return res, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+			return res, fmt.Errorf("%w: %v", ErrInvalidBatch, err)
+		}
+		headers[i] = h
+		if h.ProducerID < 0 {
+			continue
+		}
+		st, ok := sim[h.ProducerID]
+		if !ok {
+			if cur := p.producers[h.ProducerID]; cur != nil {
+				cp := *cur
+				cp.recent = append([]seqRange(nil), cur.recent...)
+				st = &cp
 			}
+		}
+		dup, err := idempotentCheck(st, h)
+		if err != nil {
 			return res, err
+		}
+		dups[i] = dup
+		if dup == nil {
+			if st == nil || h.ProducerEpoch > st.epoch {
+				st = &producerState{epoch: h.ProducerEpoch}
+			}
+			st.record(seqRange{firstSeq: h.FirstSequence, lastSeq: h.FirstSequence + h.LastOffsetDelta})
+		}
+		sim[h.ProducerID] = st
+	}
+	for i, b := range batches {
+		var first, last int64
+		if d := dups[i]; d != nil {
+			first, last = d.base, d.last
+		} else {
+			segment.SetPartitionLeaderEpoch(b, int32(p.epoch))
+			var err error
+			first, last, err = p.log.Append(b)
+			if err != nil {
+				if errors.Is(err, segment.ErrBatchTooLarge) {
+					return res, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
+				}
+				return res, err
+			}
+			p.observe(headers[i], first)
 		}
 		if res.base < 0 {
 			res.base = first

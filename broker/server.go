@@ -551,6 +551,9 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	}
 	part := &partition{topic: t.Name, topicID: t.ID, id: p, epoch: lead.Epoch, lead: lead, log: l}
 	part.config.Store(&cfg)
+	if err := part.rebuildProducers(); err != nil {
+		s.logger.Warn("rebuilding idempotent producers' state", "topic", t.Name, "partition", p, "err", err)
+	}
 	if s.cfg.Objects != nil {
 		part.remote.entries = entries
 		part.remote.snapshotDirty = len(entries) > 0 // rewrite it once: cheap, and repairs a lost one

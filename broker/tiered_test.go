@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,5 +69,69 @@ func TestLocalDiskLimit(t *testing.T) {
 	}
 	if store.Calls(objstore.OpPut) == 0 {
 		t.Fatal("nothing was uploaded")
+	}
+}
+
+// TestIdempotentProducer: a retried batch of an idempotent producer is
+// answered with the offsets it was written at and not written again; a
+// batch whose sequence skips ahead is refused (ABORTED) and writes nothing;
+// the state survives a reopening of the partition (rebuilt from the log).
+func TestIdempotentProducer(t *testing.T) {
+	b := startBroker(t)
+	b.createTopic(t, "idem", 1, nil)
+	mk := func(seq int32, n int) []byte {
+		recs := make([]segment.Record, n)
+		for i := range recs {
+			recs[i] = segment.Record{Value: []byte(fmt.Sprint("seq-", seq+int32(i)))}
+		}
+		return segment.AppendBatch(nil, segment.BatchOptions{ProducerID: 42, ProducerEpoch: 0, BaseSequence: seq}, recs)
+	}
+	send := func(batch []byte) *stratav1.PartitionResult {
+		r, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_LEADER,
+			Partitions: []*stratav1.PartitionRecords{{Topic: "idem", Records: batch}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetPartitions()[0]
+	}
+	first := send(mk(0, 3))
+	if first.GetError() != nil || first.GetBaseOffset() != 0 || first.GetLastOffset() != 2 {
+		t.Fatalf("first batch: %v", first)
+	}
+	again := send(mk(0, 3))
+	if again.GetError() != nil || again.GetBaseOffset() != 0 || again.GetLastOffset() != 2 {
+		t.Fatalf("retry of the first batch: %v, want its original offsets [0, 2]", again)
+	}
+	gap := send(mk(10, 1))
+	if codes.Code(gap.GetError().GetCode()) != codes.Aborted {
+		t.Fatalf("sequence gap: %v, want ABORTED", gap)
+	}
+	next := send(mk(3, 2))
+	if next.GetError() != nil || next.GetBaseOffset() != 3 {
+		t.Fatalf("next batch: %v", next)
+	}
+	// A batch without producer id is never deduplicated.
+	plain := segment.AppendBatch(nil, segment.NoProducer, []segment.Record{{Value: []byte("plain")}})
+	for i := range 2 {
+		if r := send(bytes.Clone(plain)); r.GetError() != nil || r.GetBaseOffset() != int64(5+i) {
+			t.Fatalf("plain batch %d: %v", i, r)
+		}
+	}
+	// The state is rebuilt from the log when the partition is reopened.
+	part, err := b.srv.partition("idem", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part.prodMu.Lock()
+	part.producers = nil
+	part.prodMu.Unlock()
+	if err := part.rebuildProducers(); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(mk(3, 2)); r.GetError() != nil || r.GetBaseOffset() != 3 {
+		t.Fatalf("retry after the state was rebuilt: %v, want offset 3", r)
+	}
+	if _, end := part.log.Offsets(); end != 7 {
+		t.Fatalf("log end %d, want 7: a retry was written twice", end)
 	}
 }

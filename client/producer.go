@@ -2,9 +2,12 @@ package client
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,6 +64,13 @@ type ProducerConfig struct {
 	// producer uses each Record's Partition as given.
 	Partitioner      Partitioner
 	ManualPartitions bool
+	// Idempotent gives the producer an id and numbers its records per
+	// partition (the RecordBatch producer id and sequence), so the leader
+	// writes a batch once however often it is retried - a retry after a
+	// lost acknowledgement no longer duplicates - and keeps each
+	// partition's batches in order. The leader remembers sequences in its
+	// log; they do not survive a failover to another broker yet.
+	Idempotent bool
 }
 
 func (c *ProducerConfig) setDefaults() {
@@ -133,6 +143,8 @@ type batch struct {
 	promises []Promise
 	bytes    int // estimated, as charged to the in-flight budget
 	encoded  []byte
+	baseSeq  int32 // with an idempotent producer, the first record's sequence
+	seqSet   bool
 	created  time.Time
 	attempts int
 	timer    *time.Timer // linger timer while open
@@ -148,12 +160,15 @@ type Producer struct {
 	cancel context.CancelFunc
 
 	outstanding atomic.Int64 // records produced and not yet resolved
+	producerID  int64        // -1 unless idempotent
 
 	mu struct {
 		sync.Mutex
 		open    map[topicPartition]*batch
 		sinks   map[string]*sink
-		limits  map[string]int // batch size limit per topic (max.message.bytes)
+		limits  map[string]int           // batch size limit per topic (max.message.bytes)
+		seqs    map[topicPartition]int32 // next sequence, with an idempotent producer
+		retries map[topicPartition]*retryQueue
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -167,6 +182,14 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p.mu.open = map[topicPartition]*batch{}
 	p.mu.sinks = map[string]*sink{}
 	p.mu.limits = map[string]int{}
+	p.mu.seqs = map[topicPartition]int32{}
+	p.mu.retries = map[topicPartition]*retryQueue{}
+	p.producerID = -1
+	if cfg.Idempotent {
+		var b [8]byte
+		_, _ = crand.Read(b[:])
+		p.producerID = int64(binary.BigEndian.Uint64(b[:]) >> 1) // non-negative
+	}
 	p.mu.drained = make(chan struct{})
 	return p
 }
@@ -297,8 +320,8 @@ func (p *Producer) lingerDone(b *batch) {
 	p.dispatch(b, false)
 }
 
-// closeBatchLocked removes b from the open batches; dispatch encodes it
-// (outside the lock).
+// closeBatchLocked removes b from the open batches; the sink encodes it
+// when it first sends it.
 func (p *Producer) closeBatchLocked(b *batch) *batch {
 	delete(p.mu.open, b.tp)
 	if b.timer != nil {
@@ -307,16 +330,30 @@ func (p *Producer) closeBatchLocked(b *batch) *batch {
 	return b
 }
 
-// encode builds b's RecordBatch once.
-func (b *batch) encode() {
+// encode builds b's RecordBatch once, when it is first sent. With an
+// idempotent producer the batch then takes its sequence numbers: in the
+// order batches are sent (one sink goroutine per broker), which is the
+// order the leader must see them in. A retry resends the same bytes.
+func (p *Producer) encode(b *batch) {
 	if b.encoded != nil {
 		return
+	}
+	if p.producerID >= 0 && !b.seqSet {
+		p.mu.Lock()
+		b.baseSeq = p.mu.seqs[b.tp]
+		p.mu.seqs[b.tp] = b.baseSeq + int32(len(b.records))
+		p.mu.Unlock()
+		b.seqSet = true
 	}
 	recs := make([]segment.Record, len(b.records))
 	for i, r := range b.records {
 		recs[i] = segment.Record{Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, Headers: r.Headers}
 	}
-	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), segment.NoProducer, recs)
+	opts := segment.NoProducer
+	if p.producerID >= 0 {
+		opts = segment.BatchOptions{ProducerID: p.producerID, ProducerEpoch: 0, BaseSequence: b.baseSeq}
+	}
+	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), opts, recs)
 }
 
 // flushOpen sends every open batch now.
@@ -397,7 +434,12 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 // retry schedules b again after a retriable error, or fails it when it is
 // out of tries or time.
 func (p *Producer) retry(b *batch, err error) {
-	b.attempts++
+	// An out-of-order sequence means an earlier batch of the partition is
+	// being retried: wait for it without spending a try (DeliveryTimeout
+	// still bounds the wait).
+	if p.producerID < 0 || status.Code(err) != codes.Aborted {
+		b.attempts++
+	}
 	if !retriable(err) || b.attempts > p.cfg.Retries || time.Since(b.created) > p.cfg.DeliveryTimeout || p.ctx.Err() != nil {
 		if p.ctx.Err() != nil && retriable(err) {
 			err = fmt.Errorf("%w: %v", ErrProducerClosed, err)
@@ -407,6 +449,10 @@ func (p *Producer) retry(b *batch, err error) {
 	}
 	d := backoff(p.cfg.RetryBackoff, b.attempts)
 	p.c.logger.Debug("retrying produce", "topic", b.tp.topic, "partition", b.tp.p, "attempt", b.attempts, "in", d, "err", err)
+	if p.producerID >= 0 {
+		p.queueRetry(b, d)
+		return
+	}
 	time.AfterFunc(d, func() { p.dispatch(b, true) })
 }
 
@@ -414,8 +460,8 @@ func (p *Producer) retry(b *batch, err error) {
 func (p *Producer) split(b *batch) {
 	mid := len(b.records) / 2
 	halves := [2]*batch{
-		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts},
-		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts},
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, seqSet: b.seqSet},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), seqSet: b.seqSet},
 	}
 	for _, r := range halves[0].records {
 		halves[0].bytes += r.size()
@@ -429,14 +475,79 @@ func (p *Producer) split(b *batch) {
 
 // backoff is base doubled per attempt, capped at 2 s, with ±25% jitter.
 func backoff(base time.Duration, attempt int) time.Duration {
-	d := base << min(attempt-1, 10)
+	d := base << min(max(attempt-1, 0), 10)
 	d = min(d, 2*time.Second)
 	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// dispatch routes b to the sink of its partition's leader.
+// queueRetry holds a failed batch of an idempotent producer in its
+// partition's retry queue; after d, the whole queue is sent again in
+// sequence order, since the leader takes a partition's batches only in
+// order. While a partition has batches waiting, its new batches wait too.
+func (p *Producer) queueRetry(b *batch, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.mu.retries[b.tp]
+	if q == nil {
+		q = &retryQueue{}
+		p.mu.retries[b.tp] = q
+	}
+	q.batches = append(q.batches, b)
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, func() { p.flushRetries(b.tp) })
+	}
+}
+
+// retryQueue is a partition's batches waiting to be sent again.
+type retryQueue struct {
+	batches []*batch
+	timer   *time.Timer
+}
+
+// flushRetries sends a partition's waiting batches: those with sequences
+// in sequence order, then the others in the order they came.
+func (p *Producer) flushRetries(tp topicPartition) {
+	p.mu.Lock()
+	q := p.mu.retries[tp]
+	delete(p.mu.retries, tp)
+	p.mu.Unlock()
+	if q == nil {
+		return
+	}
+	sort.SliceStable(q.batches, func(i, j int) bool {
+		a, b := q.batches[i], q.batches[j]
+		if a.seqSet != b.seqSet {
+			return a.seqSet
+		}
+		return a.seqSet && a.baseSeq < b.baseSeq
+	})
+	// One metadata refresh for the wave, then in order to the leader.
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	_, _ = p.c.leaderAddr(ctx, tp.topic, tp.p, true)
+	cancel()
+	for _, b := range q.batches {
+		p.route(b, false)
+	}
+}
+
+// dispatch routes b to the sink of its partition's leader - or, for an
+// idempotent producer whose partition has batches waiting for a retry,
+// behind them.
 func (p *Producer) dispatch(b *batch, refresh bool) {
-	b.encode()
+	if p.producerID >= 0 {
+		p.mu.Lock()
+		if q := p.mu.retries[b.tp]; q != nil {
+			q.batches = append(q.batches, b)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+	p.route(b, refresh)
+}
+
+// route sends b to the sink of its partition's leader.
+func (p *Producer) route(b *batch, refresh bool) {
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	addr, err := p.c.leaderAddr(ctx, b.tp.topic, b.tp.p, refresh)
 	cancel()
@@ -463,6 +574,7 @@ func (p *Producer) dispatch(b *batch, refresh bool) {
 }
 
 // sink sends the batches for one broker over a pipelined ProduceStream.
+// Lock order: sink.mu, then Producer.mu (sendOne encodes under sink.mu).
 type sink struct {
 	p    *Producer
 	addr string
@@ -536,7 +648,11 @@ func (s *sink) sendOne() bool {
 	}
 	var bs []*batch
 	size := 0
-	for len(s.queue) > 0 && (len(bs) == 0 || size+len(s.queue[0].encoded) <= s.p.cfg.MaxRequestBytes) {
+	for len(s.queue) > 0 {
+		s.p.encode(s.queue[0])
+		if len(bs) > 0 && size+len(s.queue[0].encoded) > s.p.cfg.MaxRequestBytes {
+			break
+		}
 		size += len(s.queue[0].encoded)
 		bs = append(bs, s.queue[0])
 		s.queue = s.queue[1:]

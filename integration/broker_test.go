@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -604,4 +605,116 @@ func TestExternalEtcd(t *testing.T) {
 	if resp, err = cli.Get(ctx, "/strata/itest/brokers/1"); err != nil || len(resp.Kvs) != 1 || resp.Kvs[0].Lease == 0 {
 		t.Fatalf("broker registration in etcd: %v %v", resp, err)
 	}
+}
+
+// TestKillDuringIdempotentProduce SIGKILLs the broker while an idempotent
+// producer streams with retries on, restarts it while the producer keeps
+// retrying, and checks that every record appears at most once and every
+// acknowledged one exactly once at its acknowledged offset: the retries
+// of batches written before the kill are recognised, not written again.
+func TestKillDuringIdempotentProduce(t *testing.T) {
+	b := startBroker(t, "")
+	c, err := client.New(client.Config{Brokers: []string{b.Addr}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
+	defer cancel()
+	const parts = 2
+	if _, err := c.CreateTopic(ctx, "idem", parts, nil); err != nil {
+		t.Fatal(err)
+	}
+	type ack struct {
+		part   int32
+		offset int64
+	}
+	var mu sync.Mutex
+	acked := map[string]ack{}
+	failed := 0
+	p := c.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_LEADER, Idempotent: true, Linger: time.Millisecond,
+		BatchBytes: 8 << 10, RetryBackoff: 50 * time.Millisecond, Retries: 100, DeliveryTimeout: 90 * time.Second})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			v := fmt.Sprintf("idem-%07d", i)
+			err := p.Produce(ctx, &client.Record{Topic: "idem", Value: []byte(v)}, func(r *client.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed++
+					return
+				}
+				acked[v] = ack{r.Partition, r.Offset}
+			})
+			if err != nil {
+				return
+			}
+			if i%500 == 0 {
+				time.Sleep(time.Millisecond) // keep the rate moderate
+			}
+		}
+	}()
+	waitAcked := func(n int) {
+		for deadline := time.Now().Add(30 * time.Second); ; {
+			mu.Lock()
+			got := len(acked)
+			mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				logs := b.Logs()
+				t.Fatalf("only %d records acknowledged (%d failed), waiting for %d; broker logs (tail):\n%s", got, failed, n, logs[max(0, len(logs)-3000):])
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitAcked(10000)
+	b.Kill()
+	time.Sleep(500 * time.Millisecond) // the producer's requests fail and are retried
+	b.Restart()
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	waitAcked(before + 10000) // production resumed through the retries
+	close(stop)
+	<-done
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 {
+		t.Fatalf("%d records failed although retries outlast the restart", failed)
+	}
+	seen := map[string]int{}
+	for part := range int32(parts) {
+		for _, r := range consumeAll(t, newClient(t, b), "idem", part) {
+			v := string(r.Value)
+			seen[v]++
+			if a, ok := acked[v]; ok && (a.part != part || a.offset != r.Offset) {
+				t.Fatalf("%s acknowledged at %d/%d, found at %d/%d", v, a.part, a.offset, part, r.Offset)
+			}
+		}
+	}
+	for v, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s written %d times: a retry was not deduplicated", v, n)
+		}
+	}
+	for v := range acked {
+		if seen[v] != 1 {
+			t.Fatalf("acknowledged %s is missing", v)
+		}
+	}
+	t.Logf("%d records acknowledged, each exactly once, across a SIGKILL and restart", len(acked))
 }

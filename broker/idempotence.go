@@ -1,0 +1,123 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/strata-stream/strata/segment"
+)
+
+// ErrOutOfOrderSequence is returned for a batch of an idempotent producer
+// whose first sequence does not follow the last one written: an earlier
+// batch is missing (it failed and will be retried). Nothing is written;
+// the producer retries.
+var ErrOutOfOrderSequence = errors.New("broker: out-of-order sequence")
+
+// recentBatches is how many batches per producer a partition remembers to
+// recognise retries (Kafka keeps 5).
+const recentBatches = 5
+
+// producerState is what a partition remembers of an idempotent producer.
+type producerState struct {
+	epoch   int16
+	lastSeq int32
+	recent  []seqRange // oldest first, at most recentBatches
+}
+
+// seqRange is a written batch: its sequences and offsets.
+type seqRange struct {
+	firstSeq, lastSeq int32
+	base, last        int64
+}
+
+func (st *producerState) find(first, last int32) (seqRange, bool) {
+	for _, r := range st.recent {
+		if r.firstSeq == first && r.lastSeq == last {
+			return r, true
+		}
+	}
+	return seqRange{}, false
+}
+
+func (st *producerState) record(r seqRange) {
+	st.lastSeq = r.lastSeq
+	st.recent = append(st.recent, r)
+	if len(st.recent) > recentBatches {
+		st.recent = st.recent[1:]
+	}
+}
+
+// idempotentCheck decides what to do with batch h of an idempotent
+// producer given the state before it: write it (ok), or answer with the
+// offsets of the identical batch already written (dup), or refuse it.
+func idempotentCheck(st *producerState, h segment.BatchHeader) (dup *seqRange, err error) {
+	first := h.FirstSequence
+	last := first + h.LastOffsetDelta
+	if st == nil || h.ProducerEpoch > st.epoch {
+		return nil, nil // a producer (or epoch) this partition has not seen
+	}
+	if h.ProducerEpoch < st.epoch {
+		return nil, fmt.Errorf("%w: producer %d epoch %d is fenced by epoch %d", ErrInvalidRequest, h.ProducerID, h.ProducerEpoch, st.epoch)
+	}
+	if r, ok := st.find(first, last); ok {
+		return &r, nil
+	}
+	if first == st.lastSeq+1 {
+		return nil, nil
+	}
+	if first <= st.lastSeq {
+		// Written long ago (beyond the batches remembered): a duplicate
+		// whose offsets are no longer known.
+		return &seqRange{firstSeq: first, lastSeq: last, base: -1, last: -1}, nil
+	}
+	return nil, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, st.lastSeq+1, first)
+}
+
+// observe updates the producers' state with a batch written at base.
+func (p *partition) observe(h segment.BatchHeader, base int64) {
+	if h.ProducerID < 0 {
+		return
+	}
+	if p.producers == nil {
+		p.producers = map[int64]*producerState{}
+	}
+	st := p.producers[h.ProducerID]
+	if st == nil || h.ProducerEpoch > st.epoch {
+		st = &producerState{epoch: h.ProducerEpoch}
+		p.producers[h.ProducerID] = st
+	}
+	st.record(seqRange{firstSeq: h.FirstSequence, lastSeq: h.FirstSequence + h.LastOffsetDelta, base: base, last: base + int64(h.LastOffsetDelta)})
+}
+
+// rebuildProducers recovers the producers' state from the last two local
+// segments (retries come within seconds, so that covers them).
+func (p *partition) rebuildProducers() error {
+	p.prodMu.Lock()
+	defer p.prodMu.Unlock()
+	segs := p.log.Segments()
+	if len(segs) == 0 {
+		return nil
+	}
+	from := segs[max(0, len(segs)-2)].BaseOffset
+	_, end := p.log.Offsets()
+	for from < end {
+		res, err := p.log.Read(from, 8<<20)
+		if err != nil {
+			return err
+		}
+		if len(res.Batches) == 0 {
+			break
+		}
+		err = segment.ForEachBatch(res.Batches, func(h segment.BatchHeader, _ []byte) error {
+			if h.BaseOffset >= from {
+				p.observe(h, h.BaseOffset)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		from = res.Next
+	}
+	return nil
+}
