@@ -79,7 +79,8 @@ func runProduce(cmd *cobra.Command, o *produceOptions, topic string) error {
 	}
 	defer c.Close()
 	ctx := cmd.Context()
-	p := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: o.partition >= 0})
+	// Idempotent: a retry after a lost acknowledgement writes nothing twice.
+	p := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: o.partition >= 0, Idempotent: true})
 	defer func() { _ = p.Close() }() // flushed below; Close only stops it
 
 	var acked, failed atomic.Int64
