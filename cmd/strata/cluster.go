@@ -6,6 +6,8 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-stream/strata/client"
 )
 
 func newClusterCmd() *cobra.Command {
@@ -15,12 +17,7 @@ func newClusterCmd() *cobra.Command {
 		Use:   "status",
 		Short: "Brokers (id, address, alive), the controller, partitions per broker, leader and epoch per partition",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			md, err := c.Metadata(cmd.Context())
 			if err != nil {
 				return err
@@ -59,7 +56,7 @@ func newClusterCmd() *cobra.Command {
 				}
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	addBrokerFlag(status, &broker)
 	cmd.AddCommand(status)

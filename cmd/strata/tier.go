@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/strata-stream/strata/client"
 )
 
 func newTierCmd() *cobra.Command {
@@ -15,12 +17,7 @@ func newTierCmd() *cobra.Command {
 		Use:   "status [TOPIC]",
 		Short: "Per partition: local and remote offset ranges, upload lag, objects, bytes, compression ratio",
 		Args:  cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			var topics []string
 			if len(args) == 1 {
 				topics = args
@@ -57,7 +54,7 @@ func newTierCmd() *cobra.Command {
 				}
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	addBrokerFlag(status, &broker)
 	cmd.AddCommand(status)

@@ -17,6 +17,19 @@ func addBrokerFlag(cmd *cobra.Command, dst *string) {
 	cmd.Flags().StringVar(dst, "broker", "127.0.0.1:9400", "broker address host:port (env STRATA_BROKER)")
 }
 
+// withClient returns a RunE that connects to the broker in *broker and
+// runs fn with the client (closed afterwards).
+func withClient(broker *string, fn func(cmd *cobra.Command, args []string, c *client.Client) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := newClient(*broker)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(cmd, args, c)
+	}
+}
+
 func newClient(broker string) (*client.Client, error) {
 	var seeds []string
 	for _, b := range strings.Split(broker, ",") {
@@ -54,23 +67,18 @@ func newTopicCreateCmd() *cobra.Command {
 		Use:   "create NAME",
 		Short: "Create a topic",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			cfg, err := parseConfigPairs(configs)
 			if err != nil {
 				return err
 			}
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			d, err := c.CreateTopic(cmd.Context(), args[0], partitions, cfg)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created topic %s with %d partitions\n", d.GetName(), len(d.GetPartitions()))
 			return nil
-		},
+		}),
 	}
 	addBrokerFlag(cmd, &broker)
 	cmd.Flags().Int32Var(&partitions, "partitions", 1, "number of partitions")
@@ -87,23 +95,18 @@ func newTopicAlterCmd() *cobra.Command {
 		Use:   "alter NAME",
 		Short: "Set or reset topic config keys",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			cfg, err := parseConfigPairs(set)
 			if err != nil {
 				return err
 			}
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
 			d, err := c.AlterTopicConfig(cmd.Context(), args[0], cfg, del)
 			if err != nil {
 				return err
 			}
 			printDescription(cmd, d)
 			return nil
-		},
+		}),
 	}
 	addBrokerFlag(cmd, &broker)
 	cmd.Flags().StringArrayVar(&set, "set", nil, "config key=value to set (repeatable)")
@@ -117,12 +120,7 @@ func newTopicListCmd() *cobra.Command {
 		Use:   "list",
 		Short: "List topics",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			ts, err := c.ListTopics(cmd.Context())
 			if err != nil {
 				return err
@@ -133,7 +131,7 @@ func newTopicListCmd() *cobra.Command {
 				fmt.Fprintf(w, "%s\t%d\n", t.GetName(), t.GetPartitions())
 			}
 			return w.Flush()
-		},
+		}),
 	}
 	addBrokerFlag(cmd, &broker)
 	return cmd
@@ -145,19 +143,14 @@ func newTopicDescribeCmd() *cobra.Command {
 		Use:   "describe NAME",
 		Short: "Show a topic's config, partitions, leaders and offsets",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			d, err := c.DescribeTopic(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			printDescription(cmd, d)
 			return nil
-		},
+		}),
 	}
 	addBrokerFlag(cmd, &broker)
 	return cmd
@@ -188,18 +181,13 @@ func newTopicDeleteCmd() *cobra.Command {
 		Use:   "delete NAME",
 		Short: "Delete a topic and its data",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := newClient(broker)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
+		RunE: withClient(&broker, func(cmd *cobra.Command, args []string, c *client.Client) error {
 			if err := c.DeleteTopic(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 	addBrokerFlag(cmd, &broker)
 	return cmd
