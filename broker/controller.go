@@ -77,6 +77,10 @@ func (s *Server) controllerFence() (metadata.ControllerFence, bool) {
 // live brokers never move: without the WAL, moving a partition would
 // strand the tail not yet uploaded on the old broker's disk.
 func (s *Server) assign(ctx context.Context, fence metadata.ControllerFence) error {
+	// One pass at a time: passes working from different snapshots could
+	// move a partition a live broker just took.
+	s.assignMu.Lock()
+	defer s.assignMu.Unlock()
 	topics, err := s.store.ListTopics(ctx)
 	if err != nil {
 		return err

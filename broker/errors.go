@@ -82,7 +82,8 @@ var statusTable = []struct {
 	{ErrTopicExists, codes.AlreadyExists},
 	{ErrRecordTooLarge, codes.ResourceExhausted},
 	{ErrOutOfOrderSequence, codes.Aborted},
-	{ErrDiskFull, codes.ResourceExhausted},
+	{ErrSequenceTooOld, codes.AlreadyExists},
+	{ErrDiskFull, codes.Unavailable}, // retriable: uploads and eviction free space
 	{ErrOffsetOutOfRange, codes.OutOfRange},
 	{segment.ErrOutOfRange, codes.OutOfRange},
 	{ErrNotLeader, codes.FailedPrecondition},

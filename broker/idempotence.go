@@ -13,6 +13,10 @@ import (
 // the producer retries.
 var ErrOutOfOrderSequence = errors.New("broker: out-of-order sequence")
 
+// ErrSequenceTooOld is returned for a batch whose sequences come before the
+// producer's last written one without being one of its recent batches.
+var ErrSequenceTooOld = errors.New("broker: sequence too old")
+
 // recentBatches is how many batches per producer a partition remembers to
 // recognise retries (Kafka keeps 5).
 const recentBatches = 5
@@ -66,9 +70,11 @@ func idempotentCheck(st *producerState, h segment.BatchHeader) (dup *seqRange, e
 		return nil, nil
 	}
 	if first <= st.lastSeq {
-		// Written long ago (beyond the batches remembered): a duplicate
-		// whose offsets are no longer known.
-		return &seqRange{firstSeq: first, lastSeq: last, base: -1, last: -1}, nil
+		// Before the last written sequence but not a batch remembered: a
+		// duplicate of something older, or a batch overtaken by later ones.
+		// Its records may or may not be in the log: refuse it rather than
+		// acknowledge what might not be there.
+		return nil, fmt.Errorf("%w: producer %d sequence %d is at or before the last written (%d) and not a recent batch", ErrSequenceTooOld, h.ProducerID, first, st.lastSeq)
 	}
 	return nil, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, st.lastSeq+1, first)
 }

@@ -229,11 +229,11 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 	out.Next = from
 	for range 1000 { // bounded: each turn returns, waits, or moves forward
 		if localStart, _ := p.log.Offsets(); out.Next < localStart && p.remoteRead != nil {
-			if re := p.remoteEnd(); re >= 0 && out.Next >= re {
-				// A gap: records between the last upload and the local log
-				// were lost with the broker's disk (logged at open). Offsets
-				// may have gaps, as after compaction: continue after it.
-				out.Next = localStart
+			if _, ok := p.remoteEntry(out.Next); !ok {
+				// A gap: records lost with a broker's disk before they were
+				// uploaded (logged at open). Offsets may have gaps, as
+				// after compaction: continue at the next stored offset.
+				out.Next = p.nextStored(out.Next, localStart)
 				continue
 			}
 			b, next, err := p.remoteRead(ctx, out.Next, maxBytes-len(out.Batches))
@@ -242,6 +242,9 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 					return out, nil
 				}
 				return out, err
+			}
+			if len(out.Batches) > 0 && len(out.Batches)+len(b) > maxBytes {
+				return out, nil // only a first read may exceed maxBytes
 			}
 			out.Batches = append(out.Batches, b...)
 			out.Next = next
@@ -267,6 +270,9 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 			return out, err
 		}
 		out.End = res.End
+		if len(out.Batches) > 0 && len(out.Batches)+len(res.Batches) > maxBytes {
+			return out, nil // only a first read may exceed maxBytes
+		}
 		if len(res.Batches) > 0 {
 			out.Batches = append(out.Batches, res.Batches...)
 			out.Next = res.Next

@@ -59,9 +59,9 @@ type Config struct {
 	// Reader configures cold reads (frame cache, read-ahead window).
 	Reader tiering.ReaderConfig
 	// LocalDiskLimit bounds the bytes of all local logs (0: unlimited).
-	// Above it produce requests fail with RESOURCE_EXHAUSTED until uploads
-	// and local retention bring it down: what happens when the object
-	// store stays down long enough to fill the disk.
+	// Above it produce requests fail with UNAVAILABLE until uploads and
+	// eviction bring it down: what happens when the object store stays
+	// down long enough to fill the disk.
 	LocalDiskLimit int64
 	Logger         *slog.Logger
 	// Now is the clock (default time.Now).
@@ -143,6 +143,7 @@ type Server struct {
 	// early (after assignments changed, or a topic was created).
 	reconcileNow chan struct{}
 	assignNow    chan struct{}
+	assignMu     sync.Mutex // serialises the controller's assignment passes
 	// health is the gRPC health service NewGRPCServer registered (guarded
 	// by mu).
 	health *health.Server
@@ -326,7 +327,33 @@ func (s *Server) runSession(ctx context.Context) error {
 	s.mu.Lock()
 	s.mu.session = nil
 	s.mu.Unlock()
+	if ctx.Err() != nil {
+		// A clean stop (the gRPC server has stopped taking requests):
+		// close every log, then record each partition's final offsets
+		// before the session - and with it the leadership - goes, so the
+		// next leader starts after everything acknowledged here.
+		for _, p := range s.allPartitions() {
+			if err := p.log.Close(); err != nil {
+				s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
+			}
+			s.handOver(p)
+		}
+		s.closeAll()
+	}
 	return err
+}
+
+// handOver records a partition's final offsets, fenced by its leadership,
+// once its log is closed (no more appends): what the next leader starts
+// after.
+func (s *Server) handOver(p *partition) {
+	start, end := p.offsets()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.store.UpdatePartitionState(ctx, p.lead, metadata.PartitionState{LogStartOffset: start, HighWatermark: end})
+	if err != nil {
+		s.logger.Warn("record final offsets", "topic", p.topic, "partition", p.id, "err", err)
+	}
 }
 
 // loopKick is loop that also runs fn whenever kick fires.
@@ -473,6 +500,7 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 	for _, part := range moved {
 		s.logger.Info("partition assigned to another broker: stepping down", "topic", part.topic, "partition", part.id, "owner", assigned[part.id])
 		s.dropPartition(part)
+		s.handOver(part)
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if err := s.store.ReleaseLeadership(rctx, part.lead); err != nil {
 			s.logger.Warn("release leadership", "topic", part.topic, "partition", part.id, "err", err)
@@ -506,11 +534,13 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	if err != nil {
 		return nil, err
 	}
-	st, err := s.store.GetPartitionState(ctx, t.Name, p)
-	if err != nil {
+	// At once: a failure between acquiring and recording would make the
+	// next attempt see a skipped epoch and discard a valid local log.
+	if err := s.checkLeaderEpoch(t, p, lead.Epoch); err != nil {
 		return nil, err
 	}
-	if err := s.checkLeaderEpoch(t, p, lead.Epoch); err != nil {
+	st, err := s.store.GetPartitionState(ctx, t.Name, p)
+	if err != nil {
 		return nil, err
 	}
 	var entries []metadata.SegmentEntry

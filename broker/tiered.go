@@ -48,6 +48,19 @@ func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
 	return metadata.SegmentEntry{}, false
 }
 
+// nextStored is the first offset after offset held by an uploaded segment,
+// or localStart when none is.
+func (p *partition) nextStored(offset, localStart int64) int64 {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	for _, e := range p.remote.entries {
+		if e.BaseOffset > offset {
+			return min(e.BaseOffset, localStart)
+		}
+	}
+	return localStart
+}
+
 // remoteEnd is the offset after the last uploaded record (-1 when none).
 func (p *partition) remoteEnd() int64 {
 	p.rmu.RLock()
@@ -77,7 +90,11 @@ func (s *Server) tierLoop(ctx context.Context) error {
 		g.SetLimit(s.cfg.UploadConcurrency)
 		for _, p := range parts {
 			g.Go(func() error {
-				if err := s.tierPartition(gctx, p); err != nil && gctx.Err() == nil {
+				// Bounded, so that one partition whose uploads keep failing
+				// (a throttled prefix) cannot hold up the others' rounds.
+				pctx, cancel := context.WithTimeout(gctx, 30*time.Second)
+				defer cancel()
+				if err := s.tierPartition(pctx, p); err != nil && gctx.Err() == nil {
 					s.logger.Warn("tiering", "topic", p.topic, "partition", p.id, "err", err)
 				}
 				return nil
@@ -244,7 +261,10 @@ func (s *Server) evictLocal(p *partition) error {
 	if limitMs == -2 {
 		limitMs = cfg.RetentionMs
 	}
-	if limitBytes < 0 && limitMs < 0 {
+	// Over the broker's local disk limit, every uploaded segment may go,
+	// whatever the local retention: its data is in the bucket.
+	force := s.cfg.LocalDiskLimit > 0 && s.localBytes.Load() > s.cfg.LocalDiskLimit
+	if limitBytes < 0 && limitMs < 0 && !force {
 		return nil
 	}
 	uploaded := p.remoteEnd()
@@ -259,7 +279,7 @@ func (s *Server) evictLocal(p *partition) error {
 		if seg.Active || seg.NextOffset > uploaded {
 			break
 		}
-		overBytes := limitBytes >= 0 && total > limitBytes
+		overBytes := force || limitBytes >= 0 && total > limitBytes
 		tooOld := limitMs >= 0 && seg.MaxTimestamp < now-limitMs
 		if !overBytes && !tooOld {
 			break

@@ -16,7 +16,7 @@ import (
 
 // TestLocalDiskLimit: with the object store down, production continues
 // until the local logs exceed the disk limit, then fails with
-// RESOURCE_EXHAUSTED naming the cause; once the store is back, uploads and
+// UNAVAILABLE (retriable) naming the cause; once the store is back, uploads and
 // local retention bring the logs under the limit and production resumes.
 func TestLocalDiskLimit(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
@@ -48,7 +48,7 @@ func TestLocalDiskLimit(t *testing.T) {
 			time.Sleep(60 * time.Millisecond) // let the tier loop measure
 		}
 	}
-	if codes.Code(refused.GetCode()) != codes.ResourceExhausted || !strings.Contains(refused.GetMessage(), "local disk limit") {
+	if codes.Code(refused.GetCode()) != codes.Unavailable || !strings.Contains(refused.GetMessage(), "local disk limit") {
 		t.Fatalf("refusal: %v", refused)
 	}
 	// Once an upload attempt failed, the refusal names the cause.

@@ -469,6 +469,11 @@ func (p *Producer) split(b *batch) {
 	halves[1].bytes = b.bytes - halves[0].bytes
 	p.c.logger.Debug("batch above max.message.bytes; splitting", "topic", b.tp.topic, "partition", b.tp.p, "records", len(b.records))
 	for _, h := range halves {
+		if p.producerID >= 0 {
+			// In sequence order, ahead of the partition's later batches.
+			p.queueRetry(h, 0)
+			continue
+		}
 		p.dispatch(h, false)
 	}
 }
@@ -548,6 +553,10 @@ func (p *Producer) dispatch(b *batch, refresh bool) {
 
 // route sends b to the sink of its partition's leader.
 func (p *Producer) route(b *batch, refresh bool) {
+	if p.ctx.Err() != nil {
+		p.resolve(b, -1, ErrProducerClosed)
+		return
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	addr, err := p.c.leaderAddr(ctx, b.tp.topic, b.tp.p, refresh)
 	cancel()
@@ -609,6 +618,11 @@ func (s *sink) enqueue(b *batch) {
 	s.mu.Lock()
 	s.queue = append(s.queue, b)
 	s.mu.Unlock()
+	if s.p.ctx.Err() != nil {
+		// The sink's goroutine may be gone: fail what is queued here.
+		s.failQueue(ErrProducerClosed)
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:

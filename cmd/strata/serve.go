@@ -77,7 +77,7 @@ synced before exit.`,
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
 	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
 	f.DurationVar(&o.reconcile, "reconcile-interval", time.Second, "how often the controller assigns partitions and brokers take up their assignments")
-	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with RESOURCE_EXHAUSTED until uploads catch up (0: unlimited)")
+	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with UNAVAILABLE until uploads and eviction free space (0: unlimited)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd

@@ -125,6 +125,12 @@ func (s *S3) convert(op, key string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	var nsb *types.NoSuchBucket
+	var apiCode smithy.APIError
+	if errors.As(err, &nsb) || errors.As(err, &apiCode) && apiCode.ErrorCode() == "NoSuchBucket" {
+		// A configuration problem, not a missing object: never DATA_LOSS.
+		return fmt.Errorf("%w: s3 %s %s: bucket %q does not exist: %v", ErrUnavailable, op, key, s.cfg.Bucket, err)
+	}
 	var nsk *types.NoSuchKey
 	var nf *types.NotFound
 	if errors.As(err, &nsk) || errors.As(err, &nf) {
