@@ -83,6 +83,7 @@ var statusTable = []struct {
 	{ErrRecordTooLarge, codes.ResourceExhausted},
 	{ErrOutOfOrderSequence, codes.Aborted},
 	{ErrSequenceTooOld, codes.AlreadyExists},
+	{ErrUnknownProducer, codes.OutOfRange},
 	{ErrDiskFull, codes.Unavailable}, // retriable: uploads and eviction free space
 	{ErrOffsetOutOfRange, codes.OutOfRange},
 	{segment.ErrOutOfRange, codes.OutOfRange},

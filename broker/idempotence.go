@@ -13,6 +13,11 @@ import (
 // the producer retries.
 var ErrOutOfOrderSequence = errors.New("broker: out-of-order sequence")
 
+// ErrUnknownProducer is returned for a batch of a producer id the
+// partition does not know that does not start at sequence 0: the producer
+// renumbers its batches under a new id.
+var ErrUnknownProducer = errors.New("broker: unknown producer id")
+
 // ErrSequenceTooOld is returned for a batch whose sequences come before the
 // producer's last written one without being one of its recent batches.
 var ErrSequenceTooOld = errors.New("broker: sequence too old")
@@ -58,7 +63,13 @@ func idempotentCheck(st *producerState, h segment.BatchHeader) (dup *seqRange, e
 	first := h.FirstSequence
 	last := first + h.LastOffsetDelta
 	if st == nil || h.ProducerEpoch > st.epoch {
-		return nil, nil // a producer (or epoch) this partition has not seen
+		// A producer (or epoch) this partition does not know: it must
+		// start at sequence 0, or batches of it written before (and
+		// forgotten, e.g. by another leader) could be written again.
+		if first != 0 {
+			return nil, fmt.Errorf("%w: producer %d at sequence %d", ErrUnknownProducer, h.ProducerID, first)
+		}
+		return nil, nil
 	}
 	if h.ProducerEpoch < st.epoch {
 		return nil, fmt.Errorf("%w: producer %d epoch %d is fenced by epoch %d", ErrInvalidRequest, h.ProducerID, h.ProducerEpoch, st.epoch)

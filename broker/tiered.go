@@ -183,7 +183,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 	if err != nil {
 		return fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
 	}
-	obj, entry, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, Partition: p.id, Epoch: p.epoch, Batches: batches})
+	obj, entry, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (s *Server) writeSnapshot(ctx context.Context, p *partition) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Objects.Put(ctx, tiering.SnapshotKey(p.topic, p.id), b); err != nil {
+	if err := s.cfg.Objects.Put(ctx, tiering.SnapshotKey(p.topic, p.topicID, p.id), b); err != nil {
 		return fmt.Errorf("write manifest snapshot: %w", err)
 	}
 	p.rmu.Lock()

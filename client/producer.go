@@ -144,6 +144,7 @@ type batch struct {
 	bytes    int // estimated, as charged to the in-flight budget
 	encoded  []byte
 	baseSeq  int32 // with an idempotent producer, the first record's sequence
+	pid      int64 // and the producer id it was numbered under
 	seqSet   bool
 	created  time.Time
 	attempts int
@@ -169,6 +170,7 @@ type Producer struct {
 		limits  map[string]int           // batch size limit per topic (max.message.bytes)
 		seqs    map[topicPartition]int32 // next sequence, with an idempotent producer
 		retries map[topicPartition]*retryQueue
+		pids    map[topicPartition]int64 // a partition's producer id once reset
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -184,11 +186,10 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p.mu.limits = map[string]int{}
 	p.mu.seqs = map[topicPartition]int32{}
 	p.mu.retries = map[topicPartition]*retryQueue{}
+	p.mu.pids = map[topicPartition]int64{}
 	p.producerID = -1
 	if cfg.Idempotent {
-		var b [8]byte
-		_, _ = crand.Read(b[:])
-		p.producerID = int64(binary.BigEndian.Uint64(b[:]) >> 1) // non-negative
+		p.producerID = newProducerID()
 	}
 	p.mu.drained = make(chan struct{})
 	return p
@@ -340,6 +341,7 @@ func (p *Producer) encode(b *batch) {
 	}
 	if p.producerID >= 0 && !b.seqSet {
 		p.mu.Lock()
+		b.pid = p.pidLocked(b.tp)
 		b.baseSeq = p.mu.seqs[b.tp]
 		p.mu.seqs[b.tp] = b.baseSeq + int32(len(b.records))
 		p.mu.Unlock()
@@ -351,7 +353,7 @@ func (p *Producer) encode(b *batch) {
 	}
 	opts := segment.NoProducer
 	if p.producerID >= 0 {
-		opts = segment.BatchOptions{ProducerID: p.producerID, ProducerEpoch: 0, BaseSequence: b.baseSeq}
+		opts = segment.BatchOptions{ProducerID: b.pid, ProducerEpoch: 0, BaseSequence: b.baseSeq}
 	}
 	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), opts, recs)
 }
@@ -409,6 +411,11 @@ func (p *Producer) Close() error {
 // resolve completes a batch: every record's promise is called and its
 // budget released.
 func (p *Producer) resolve(b *batch, base int64, err error) {
+	if err != nil && b.seqSet && p.producerID >= 0 {
+		// Its sequences will never be written: later batches of the
+		// partition would wait for them forever. Start a new id.
+		p.resetPartition(b.tp, b.pid)
+	}
 	// The budget is released first, so a promise may Produce again.
 	p.budget.Release(int64(b.bytes))
 	for i, r := range b.records {
@@ -434,6 +441,21 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 // retry schedules b again after a retriable error, or fails it when it is
 // out of tries or time.
 func (p *Producer) retry(b *batch, err error) {
+	if p.producerID >= 0 && b.seqSet {
+		switch code := status.Code(err); {
+		case code == codes.OutOfRange:
+			// The leader does not know this producer id (a new leader, or
+			// one whose log no longer holds it): the partition starts a
+			// new id at sequence 0, and this batch is renumbered.
+			p.resetPartition(b.tp, b.pid)
+			fallthrough
+		case code == codes.Aborted && p.staleID(b):
+			// Numbered under an id the partition has left: renumber.
+			b.encoded, b.seqSet = nil, false
+			p.queueRetry(b, backoff(p.cfg.RetryBackoff, 1))
+			return
+		}
+	}
 	// An out-of-order sequence means an earlier batch of the partition is
 	// being retried: wait for it without spending a try (DeliveryTimeout
 	// still bounds the wait).
@@ -460,8 +482,8 @@ func (p *Producer) retry(b *batch, err error) {
 func (p *Producer) split(b *batch) {
 	mid := len(b.records) / 2
 	halves := [2]*batch{
-		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, seqSet: b.seqSet},
-		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), seqSet: b.seqSet},
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, pid: b.pid, seqSet: b.seqSet},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), pid: b.pid, seqSet: b.seqSet},
 	}
 	for _, r := range halves[0].records {
 		halves[0].bytes += r.size()
@@ -483,6 +505,41 @@ func backoff(base time.Duration, attempt int) time.Duration {
 	d := base << min(max(attempt-1, 0), 10)
 	d = min(d, 2*time.Second)
 	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+// resetPartition gives the partition a new producer id, from sequence 0,
+// unless that already happened since batches were numbered under old.
+func (p *Producer) resetPartition(tp topicPartition, old int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pidLocked(tp) != old {
+		return
+	}
+	p.mu.pids[tp] = newProducerID()
+	p.mu.seqs[tp] = 0
+	p.c.logger.Debug("idempotent producer: new producer id for the partition", "topic", tp.topic, "partition", tp.p)
+}
+
+// staleID reports whether b was numbered under a producer id its partition
+// has since left.
+func (p *Producer) staleID(b *batch) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pidLocked(b.tp) != b.pid
+}
+
+// pidLocked is the partition's current producer id.
+func (p *Producer) pidLocked(tp topicPartition) int64 {
+	if id, ok := p.mu.pids[tp]; ok {
+		return id
+	}
+	return p.producerID
+}
+
+func newProducerID() int64 {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return int64(binary.BigEndian.Uint64(b[:]) >> 1) // non-negative
 }
 
 // queueRetry holds a failed batch of an idempotent producer in its

@@ -156,7 +156,12 @@ func TestTieredStorage(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	partPrefix := tierPrefix + "/" + tiering.PartitionPrefix(tierTopic, 0)
+	desc, err := c.DescribeTopic(ctx, tierTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topicID := desc.GetId()
+	partPrefix := tierPrefix + "/" + tiering.PartitionPrefix(tierTopic, topicID, 0)
 
 	acked := produceTier(t, c, 0, 20000)
 	t.Run("UploadEvictAndReadBack", func(t *testing.T) {
@@ -250,7 +255,7 @@ func TestTieredStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		raw, err := store.Get(ctx, tiering.SnapshotKey(tierTopic, 0))
+		raw, err := store.Get(ctx, tiering.SnapshotKey(tierTopic, topicID, 0))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,6 @@
 //
 // Bucket layout (under the store's prefix):
 //
-//	topics/<topic>/<partition>/<base:020d>-<last:020d>-e<epoch>.seg   sealed objects
-//	topics/<topic>/<partition>/manifest.json                          the partition's manifest snapshot
+//	topics/<topic>.<topic-id>/<partition>/<base:020d>-<last:020d>-e<epoch>.seg   sealed objects
+//	topics/<topic>.<topic-id>/<partition>/manifest.json                          the partition's manifest snapshot
 package tiering

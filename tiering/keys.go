@@ -8,19 +8,22 @@ import (
 	"github.com/strata-stream/strata/metadata"
 )
 
-// ObjectKey is the key of a sealed segment object.
-func ObjectKey(topic string, partition int32, base, last, epoch int64) string {
-	return fmt.Sprintf("topics/%s/%d/%020d-%020d-e%d.seg", topic, partition, base, last, epoch)
+// ObjectKey is the key of a sealed segment object. The topic's id (one per
+// incarnation) is part of it: a topic deleted and created again under the
+// same name starts again at offset 0 and epoch 1, and its objects must
+// never be mistaken for the old ones (or hit their cached frames).
+func ObjectKey(topic, topicID string, partition int32, base, last, epoch int64) string {
+	return fmt.Sprintf("%s%020d-%020d-e%d.seg", PartitionPrefix(topic, topicID, partition), base, last, epoch)
 }
 
 // PartitionPrefix is the key prefix of a partition's objects.
-func PartitionPrefix(topic string, partition int32) string {
-	return fmt.Sprintf("topics/%s/%d/", topic, partition)
+func PartitionPrefix(topic, topicID string, partition int32) string {
+	return fmt.Sprintf("topics/%s.%s/%d/", topic, topicID, partition)
 }
 
 // SnapshotKey is the key of a partition's manifest snapshot.
-func SnapshotKey(topic string, partition int32) string {
-	return PartitionPrefix(topic, partition) + "manifest.json"
+func SnapshotKey(topic, topicID string, partition int32) string {
+	return PartitionPrefix(topic, topicID, partition) + "manifest.json"
 }
 
 // Snapshot is a partition's manifest as written to the bucket: with it,

@@ -34,7 +34,7 @@ func segmentBatches(base int64, n int) []byte {
 func upload(t *testing.T, s objstore.Store, base int64, n int) (metadata.SegmentEntry, []byte) {
 	t.Helper()
 	batches := segmentBatches(base, n)
-	obj, e, err := EncodeSegment(SegmentUpload{Topic: "t", Partition: 3, Epoch: 7, Batches: batches})
+	obj, e, err := EncodeSegment(SegmentUpload{Topic: "t", TopicID: "abc", Partition: 3, Epoch: 7, Batches: batches})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestEncodeAndRead(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
 	// 600 batches of ~2.3 KiB: a few 1 MiB frames.
 	e, batches := upload(t, store, 1000, 600)
-	if e.BaseOffset != 1000 || e.LastOffset != 6999 || e.Records != 6000 || e.Key != "topics/t/3/00000000000000001000-00000000000000006999-e7.seg" {
+	if e.BaseOffset != 1000 || e.LastOffset != 6999 || e.Records != 6000 || e.Key != "topics/t.abc/3/00000000000000001000-00000000000000006999-e7.seg" {
 		t.Fatalf("entry %+v", e)
 	}
 	want := records(t, batches)

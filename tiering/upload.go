@@ -40,6 +40,7 @@ func Retry(ctx context.Context, base time.Duration, fn func() error, onRetry fun
 // SegmentUpload is one sealed segment to upload.
 type SegmentUpload struct {
 	Topic     string
+	TopicID   string
 	Partition int32
 	Epoch     int64
 	// Batches are the segment's batches (segment.Log.ReadSegment).
@@ -55,7 +56,7 @@ func EncodeSegment(u SegmentUpload) ([]byte, metadata.SegmentEntry, error) {
 		return nil, metadata.SegmentEntry{}, fmt.Errorf("tiering: encode %s/%d: %w", u.Topic, u.Partition, err)
 	}
 	e := metadata.SegmentEntry{
-		Key:          ObjectKey(u.Topic, u.Partition, f.BaseOffset, f.LastOffset, u.Epoch),
+		Key:          ObjectKey(u.Topic, u.TopicID, u.Partition, f.BaseOffset, f.LastOffset, u.Epoch),
 		BaseOffset:   f.BaseOffset,
 		LastOffset:   f.LastOffset,
 		MaxTimestamp: f.MaxTimestamp,
