@@ -64,6 +64,9 @@ type partition struct {
 	// their check and the append one step.
 	prodMu    sync.Mutex
 	producers map[int64]*producerState
+	// remoteTimestamp finds the first uploaded record at or after a
+	// timestamp (nil: no tiering).
+	remoteTimestamp func(ts int64) (int64, bool, error)
 	// remoteRead serves offsets below the local log (nil: no tiering).
 	remoteRead func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error)
 }
@@ -188,6 +191,16 @@ func (p *partition) resolveOffset(spec OffsetSpec) (int64, error) {
 	case OffsetLatest:
 		return end, nil
 	case OffsetTimestamp:
+		if p.remoteTimestamp != nil {
+			// Older records are in the bucket: look there first.
+			off, ok, err := p.remoteTimestamp(spec.Value)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				return off, nil
+			}
+		}
 		off, ok, err := p.log.OffsetForTimestamp(spec.Value)
 		if err != nil {
 			return 0, err

@@ -590,6 +590,9 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		part.remoteRead = func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error) {
 			return s.readRemote(ctx, part, from, maxBytes)
 		}
+		part.remoteTimestamp = func(ts int64) (int64, bool, error) {
+			return s.remoteOffsetForTimestamp(part, ts)
+		}
 	}
 	s.logger.Debug("leading partition", "topic", t.Name, "partition", p, "epoch", lead.Epoch)
 	return part, nil

@@ -351,3 +351,57 @@ func (p *partition) tierStatus(now time.Time) *stratav1.TierStatus {
 	}
 	return ts
 }
+
+// remoteOffsetForTimestamp finds the first uploaded record whose timestamp
+// is at or after ts: the first segment whose newest record reaches ts, the
+// first frame of it that does (from the footer), then the record.
+func (s *Server) remoteOffsetForTimestamp(p *partition, ts int64) (int64, bool, error) {
+	p.rmu.RLock()
+	var e metadata.SegmentEntry
+	found := false
+	for _, c := range p.remote.entries {
+		if c.MaxTimestamp >= ts {
+			e, found = c, true
+			break
+		}
+	}
+	localStart, _ := p.log.Offsets()
+	p.rmu.RUnlock()
+	if !found || e.BaseOffset >= localStart {
+		return 0, false, nil // not in evicted data: the local log answers
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, err := s.reader.Footer(ctx, e)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: %s/%d: %v", ErrUnavailable, p.topic, p.id, err)
+	}
+	for _, fr := range f.Frames {
+		if fr.MaxTimestamp < ts {
+			continue
+		}
+		b, _, err := s.readRemote(ctx, p, fr.FirstOffset, 1)
+		if err != nil {
+			return 0, false, err
+		}
+		off, ok := int64(0), false
+		err = segment.ForEachBatch(b, func(h segment.BatchHeader, raw []byte) error {
+			if ok || h.MaxTimestamp < ts {
+				return nil
+			}
+			return segment.BatchRecords(raw, func(r segment.Record) error {
+				if !ok && r.Timestamp >= ts {
+					off, ok = r.Offset, true
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: %s/%d: %v", ErrDataLoss, p.topic, p.id, err)
+		}
+		if ok {
+			return off, true, nil
+		}
+	}
+	return e.LastOffset + 1, true, nil
+}
