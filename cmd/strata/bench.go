@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,7 @@ type benchOptions struct {
 	rate       float64
 	inFlight   int
 	cpuProfile string
+	traceFile  string
 	payload    string
 }
 
@@ -48,12 +50,13 @@ func newBenchCmd() *cobra.Command {
 	pf.IntVar(&o.recordSize, "record-size", 1024, "record value size in bytes (random, incompressible)")
 	pf.Int32Var(&o.partitions, "partitions", 1, "partitions of the topic when bench produce creates it")
 	pf.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark client to this file")
+	pf.StringVar(&o.traceFile, "trace", "", "write an execution trace of the benchmark client to this file (go tool trace)")
 	produce := &cobra.Command{
 		Use:   "produce",
 		Short: "Produce --records records and report records/s, MB/s and acknowledgement latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) })
+			return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
 		},
 	}
 	f := produce.Flags()
@@ -97,6 +100,24 @@ func benchValues(payload string, size int) ([][]byte, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("--payload %q: want random or json", payload)
+}
+
+// withTrace runs fn under an execution trace written to path (none if
+// empty).
+func withTrace(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := trace.Start(f); err != nil {
+		return err
+	}
+	defer trace.Stop()
+	return fn()
 }
 
 // withProfile runs fn under a CPU profile written to path (none if empty).
