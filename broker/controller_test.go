@@ -24,7 +24,7 @@ func TestStaleLocalLogIsDiscarded(t *testing.T) {
 			t.Fatalf("leader-epoch file = %q, %v; want %s", b, err, want)
 		}
 	}
-	if err := s.checkLeaderEpoch(topic, 0, 1); err != nil {
+	if err := s.checkLeaderEpoch(topic, 0, 1, 1); err != nil {
 		t.Fatal(err)
 	}
 	epochIs("1")
@@ -32,19 +32,29 @@ func TestStaleLocalLogIsDiscarded(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Led again right after its own epoch (a restart): the log stays.
-	if err := s.checkLeaderEpoch(topic, 0, 2); err != nil {
+	if err := s.checkLeaderEpoch(topic, 0, 2, 1); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the log of the previous epoch was discarded: %v", err)
 	}
 	epochIs("2")
-	// Others led epochs 3 and 4: the local log is stale and goes.
-	if err := s.checkLeaderEpoch(topic, 0, 5); err != nil {
+	// Its own attempt took epoch 3 and failed before recording it; epoch 4
+	// is its again: the run goes on (run start 1), the log stays.
+	if err := s.checkLeaderEpoch(topic, 0, 4, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("the log was discarded although no other broker led: %v", err)
+	}
+	epochIs("4")
+	// Another broker led epoch 5; now epoch 6 starts a new run: the local
+	// log is stale and goes.
+	if err := s.checkLeaderEpoch(topic, 0, 6, 6); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(marker); !os.IsNotExist(err) {
 		t.Fatalf("a stale local log was kept: %v", err)
 	}
-	epochIs("5")
+	epochIs("6")
 }

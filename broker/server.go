@@ -536,7 +536,7 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	}
 	// At once: a failure between acquiring and recording would make the
 	// next attempt see a skipped epoch and discard a valid local log.
-	if err := s.checkLeaderEpoch(t, p, lead.Epoch); err != nil {
+	if err := s.checkLeaderEpoch(t, p, lead.Epoch, lead.RunStart); err != nil {
 		return nil, err
 	}
 	st, err := s.store.GetPartitionState(ctx, t.Name, p)
@@ -603,16 +603,17 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 const leaderEpochFile = "leader-epoch"
 
 // checkLeaderEpoch keeps the local log of a partition only if this broker
-// was its leader in the epoch just before the new one: otherwise another
-// broker led it since, and the local log may hold records that never were
-// (or are no longer) the partition's - it is discarded, and the log starts
-// after what etcd and the bucket know. Then it records the new epoch.
-func (s *Server) checkLeaderEpoch(t metadata.Topic, p int32, epoch int64) error {
+// recorded it within its current run of leaderships (at an epoch ≥
+// runStart): otherwise another broker led the partition since, and the
+// local log may hold records that never were (or are no longer) the
+// partition's - it is discarded, and the log starts after what etcd and
+// the bucket know. Then it records the new epoch.
+func (s *Server) checkLeaderEpoch(t metadata.Topic, p int32, epoch, runStart int64) error {
 	dir := s.partitionDir(t, p)
 	b, err := os.ReadFile(filepath.Join(dir, leaderEpochFile))
 	if err == nil {
 		last, perr := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if perr != nil || last != epoch-1 {
+		if perr != nil || last < runStart || last >= epoch {
 			s.logger.Warn("discarding the local log of an earlier leadership: another broker led the partition since",
 				"topic", t.Name, "partition", p, "local_epoch", string(b), "new_epoch", epoch)
 			if err := os.RemoveAll(dir); err != nil {

@@ -10,7 +10,7 @@
 //	brokers/<id>                                {"id","address","rack"}                 the broker's session lease
 //	topics/<name>                               {"name","id","partitions","config",     until deleted
 //	                                             "created_ms"}
-//	partitions/<topic>/<p>/epoch                the last leader epoch, decimal          from the first leadership until the topic is deleted; never decreases
+//	partitions/<topic>/<p>/epoch                {"epoch","broker_id","run_start"}       from the first leadership until the topic is deleted; epoch never decreases
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
 //	partitions/<topic>/<p>/assignment           {"broker_id"}                           written by the controller (fenced by its election key)
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted

@@ -233,6 +233,30 @@ type Leadership struct {
 	Leader
 	// ModRevision is the leader key's mod revision when it was taken.
 	ModRevision int64
+	// RunStart is the first epoch of this broker's current run of
+	// leaderships of the partition: every epoch from RunStart to Epoch was
+	// taken by this broker (some perhaps by attempts that failed), none by
+	// another. A local log the broker recorded at an epoch ≥ RunStart is
+	// still the partition's latest.
+	RunStart int64
+}
+
+// epochRecord is the value of partitions/<t>/<p>/epoch: the last epoch,
+// who took it, and the first epoch of that broker's current run. (A plain
+// decimal, written by earlier versions, is an epoch of unknown holder.)
+type epochRecord struct {
+	Epoch    int64 `json:"epoch"`
+	BrokerID int32 `json:"broker_id"`
+	RunStart int64 `json:"run_start"`
+}
+
+func parseEpochRecord(b []byte) (epochRecord, error) {
+	if n, err := strconv.ParseInt(string(b), 10, 64); err == nil {
+		return epochRecord{Epoch: n, BrokerID: -1, RunStart: n}, nil
+	}
+	var r epochRecord
+	err := json.Unmarshal(b, &r)
+	return r, err
 }
 
 // AcquireLeadership makes brokerID the leader of partition p of topic t
@@ -254,13 +278,15 @@ func (s *Store) AcquireLeadership(ctx context.Context, t Topic, p int32, brokerI
 		if _, err := s.decodePartition(topicKvs, t.Name, t.ID, p); err != nil {
 			return Leadership{}, err
 		}
-		var epoch, epochRev, leaderRev int64
+		var epochRev, leaderRev int64
+		prev := epochRecord{BrokerID: -1}
 		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-			if epoch, err = strconv.ParseInt(string(kvs[0].Value), 10, 64); err != nil {
+			if prev, err = parseEpochRecord(kvs[0].Value); err != nil {
 				return Leadership{}, fmt.Errorf("metadata: epoch of %s/%d: %w", t.Name, p, err)
 			}
 			epochRev = kvs[0].ModRevision
 		}
+		epoch := prev.Epoch
 		if kvs := resp.Responses[2].GetResponseRange().Kvs; len(kvs) > 0 {
 			if clientv3.LeaseID(kvs[0].Lease) != lease {
 				var cur Leader
@@ -271,18 +297,25 @@ func (s *Store) AcquireLeadership(ctx context.Context, t Topic, p int32, brokerI
 		}
 		l := Leader{BrokerID: brokerID, Epoch: epoch + 1}
 		lv, _ := json.Marshal(l)
+		rec := epochRecord{Epoch: l.Epoch, BrokerID: brokerID, RunStart: l.Epoch}
+		if prev.BrokerID == brokerID || prev.BrokerID == -1 && epoch > 0 {
+			// The run goes on (for an epoch of unknown holder, as before:
+			// only a log recorded at exactly that epoch is kept).
+			rec.RunStart = prev.RunStart
+		}
+		rv, _ := json.Marshal(rec)
 		txn, err := s.cli.Txn(ctx).
 			If(clientv3.Compare(clientv3.ModRevision(topicKey), "=", topicKvs[0].ModRevision),
 				clientv3.Compare(clientv3.ModRevision(epochKey), "=", epochRev),
 				clientv3.Compare(clientv3.ModRevision(leaderKey), "=", leaderRev)).
-			Then(clientv3.OpPut(epochKey, strconv.FormatInt(l.Epoch, 10)),
+			Then(clientv3.OpPut(epochKey, string(rv)),
 				clientv3.OpPut(leaderKey, string(lv), clientv3.WithLease(lease))).
 			Commit()
 		if err != nil {
 			return Leadership{}, fmt.Errorf("metadata: take leadership of %s/%d: %w", t.Name, p, err)
 		}
 		if txn.Succeeded {
-			return Leadership{Topic: t.Name, Partition: p, Leader: l, ModRevision: txn.Header.Revision}, nil
+			return Leadership{Topic: t.Name, Partition: p, Leader: l, ModRevision: txn.Header.Revision, RunStart: rec.RunStart}, nil
 		}
 	}
 	return Leadership{}, fmt.Errorf("%w: taking leadership of %s/%d", ErrConflict, t.Name, p)

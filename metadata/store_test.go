@@ -356,3 +356,34 @@ func TestAssignmentsAreFencedByTheController(t *testing.T) {
 		t.Fatalf("controller after the first left = %d, want 9", id)
 	}
 }
+
+// TestLeadershipRuns: RunStart is the first epoch of the current broker's
+// uninterrupted run of leaderships.
+func TestLeadershipRuns(t *testing.T) {
+	s, ctx := newStore(t)
+	tp, err := s.CreateTopic(ctx, Topic{Name: "runs", Partitions: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	take := func(broker int32) Leadership {
+		t.Helper()
+		l := lease(t, ctx)
+		got, err := s.AcquireLeadership(ctx, tp, 0, broker, l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := testCli.Revoke(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for i, want := range []struct {
+		broker          int32
+		epoch, runStart int64
+	}{{1, 1, 1}, {1, 2, 1}, {1, 3, 1}, {2, 4, 4}, {2, 5, 4}, {1, 6, 6}} {
+		got := take(want.broker)
+		if got.Epoch != want.epoch || got.RunStart != want.runStart {
+			t.Fatalf("leadership %d by broker %d: epoch %d run start %d, want %d and %d", i, want.broker, got.Epoch, got.RunStart, want.epoch, want.runStart)
+		}
+	}
+}
