@@ -247,6 +247,9 @@ func (s *Server) Ready() bool {
 // their state in etcd until ctx ends; then it closes every log (synced).
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeAll()
+	if s.reader != nil {
+		defer s.reader.Close()
+	}
 	for {
 		err := s.runSession(ctx)
 		if ctx.Err() != nil {

@@ -237,6 +237,13 @@ func (s *Server) writeSnapshot(ctx context.Context, p *partition) error {
 	if err != nil {
 		return err
 	}
+	// Only the current leader writes the snapshot (the PUT itself cannot
+	// be fenced; this narrows a deposed leader's window to one round trip).
+	if l, ok, err := s.store.GetLeader(ctx, p.topic, p.id); err != nil {
+		return err
+	} else if !ok || l.BrokerID != s.cfg.BrokerID || l.Epoch != p.epoch {
+		return fmt.Errorf("not writing the snapshot of %s/%d: no longer its leader", p.topic, p.id)
+	}
 	if err := s.cfg.Objects.Put(ctx, tiering.SnapshotKey(p.topic, p.topicID, p.id), b); err != nil {
 		return fmt.Errorf("write manifest snapshot: %w", err)
 	}

@@ -41,6 +41,8 @@ type Reader struct {
 	store    objstore.Store
 	cfg      ReaderConfig
 	prefetch chan struct{} // bounds background read-ahead fetches
+	ctx      context.Context
+	cancel   context.CancelFunc // ends read-ahead (Close)
 	mu       struct {
 		sync.Mutex
 		footers map[string]*segment.Footer
@@ -58,10 +60,14 @@ func NewReader(store objstore.Store, cfg ReaderConfig) *Reader {
 		cfg.WindowBytes = 8 << 20
 	}
 	r := &Reader{store: store, cfg: cfg, prefetch: make(chan struct{}, 4)}
+	r.ctx, r.cancel = context.WithCancel(context.Background())
 	r.mu.footers = map[string]*segment.Footer{}
 	r.mu.flights = map[string][]*flight{}
 	return r
 }
+
+// Close stops background read-ahead.
+func (r *Reader) Close() { r.cancel() }
 
 // trailerLen is the fixed tail of an object: footer length u32 + magic.
 const trailerLen = 12
@@ -232,7 +238,7 @@ func (r *Reader) readAhead(e metadata.SegmentEntry, f *segment.Footer, i int) {
 	}
 	go func() {
 		defer func() { <-r.prefetch }()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(r.ctx, 30*time.Second)
 		defer cancel()
 		_, _ = r.fetch(ctx, e, f, i)
 	}()
@@ -285,5 +291,18 @@ func (r *Reader) Read(ctx context.Context, e metadata.SegmentEntry, from int64, 
 		out, end = next, i
 	}
 	r.maybeReadAhead(e, f, end, fetched)
-	return out, f.Frames[end].LastOffset + 1, nil
+	return trimBefore(out, from), f.Frames[end].LastOffset + 1, nil
+}
+
+// trimBefore drops the whole batches of b (checked already) that end
+// before offset from: the frame holding from may start well before it.
+func trimBefore(b []byte, from int64) []byte {
+	for len(b) > 0 {
+		h, err := segment.ParseBatchHeader(b)
+		if err != nil || h.LastOffset() >= from {
+			return b
+		}
+		b = b[h.Size():]
+	}
+	return b
 }
