@@ -105,23 +105,17 @@ func benchValues(payload string, size int) ([][]byte, error) {
 // withTrace runs fn under an execution trace written to path (none if
 // empty).
 func withTrace(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := trace.Start(f); err != nil {
-		return err
-	}
-	defer trace.Stop()
-	return fn()
+	return withRecorder(path, trace.Start, trace.Stop, fn)
 }
 
 // withProfile runs fn under a CPU profile written to path (none if empty).
 func withProfile(path string, fn func() error) error {
+	return withRecorder(path, pprof.StartCPUProfile, pprof.StopCPUProfile, fn)
+}
+
+// withRecorder runs fn between start and stop of a recorder writing to the
+// file at path; with no path it just runs fn.
+func withRecorder(path string, start func(io.Writer) error, stop func(), fn func() error) error {
 	if path == "" {
 		return fn()
 	}
@@ -130,10 +124,10 @@ func withProfile(path string, fn func() error) error {
 		return err
 	}
 	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
+	if err := start(f); err != nil {
 		return err
 	}
-	defer pprof.StopCPUProfile()
+	defer stop()
 	return fn()
 }
 
