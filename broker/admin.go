@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -130,14 +129,10 @@ func (s *Server) describe(ctx context.Context, t metadata.Topic) (*stratav1.Topi
 		return nil, err
 	}
 	d := &stratav1.TopicDescription{Name: t.Name, Id: t.ID, Config: cfg.Map()}
-	local := map[int32]*partition{}
-	for _, p := range s.partitionsOf(t.Name) {
-		local[p.id] = p
-	}
+	local, leaders := s.leaders(ctx, t)
 	for p := range t.Partitions {
-		pd := &stratav1.PartitionDescription{Partition: p, LeaderId: -1}
+		pd := &stratav1.PartitionDescription{Partition: p, LeaderId: leaders[p].BrokerID, LeaderEpoch: leaders[p].Epoch}
 		if lp, ok := local[p]; ok {
-			pd.LeaderId, pd.LeaderEpoch = s.cfg.BrokerID, lp.epoch
 			pd.LogStartOffset, pd.LogEndOffset = lp.offsets()
 			if lp.remoteRead != nil {
 				pd.Tier = lp.tierStatus(s.cfg.Now())
@@ -148,12 +143,37 @@ func (s *Server) describe(ctx context.Context, t metadata.Topic) (*stratav1.Topi
 				return nil, err
 			}
 			pd.LogStartOffset, pd.LogEndOffset = st.LogStartOffset, st.HighWatermark
-			if l, ok, err := s.store.GetLeader(ctx, t.Name, p); err == nil && ok {
-				pd.LeaderId, pd.LeaderEpoch = l.BrokerID, l.Epoch
-			}
 		}
 		d.Partitions = append(d.Partitions, pd)
 	}
-	slices.SortFunc(d.Partitions, func(a, b *stratav1.PartitionDescription) int { return int(a.Partition - b.Partition) })
 	return d, nil
+}
+
+// leaders returns the partitions of t this broker leads, and every
+// partition's leader: this broker for those, etcd's leader keys (read in
+// batches) for the others, broker -1 where there is none.
+func (s *Server) leaders(ctx context.Context, t metadata.Topic) (map[int32]*partition, []metadata.Leader) {
+	local := map[int32]*partition{}
+	for _, p := range s.partitionsOf(t.Name) {
+		local[p.id] = p
+	}
+	remote := map[int32]metadata.Leader{}
+	if len(local) < int(t.Partitions) {
+		var err error
+		if remote, err = s.store.GetLeaders(ctx, t.Name, t.Partitions); err != nil {
+			s.logger.Warn("read partition leaders", "topic", t.Name, "err", err)
+		}
+	}
+	out := make([]metadata.Leader, t.Partitions)
+	for p := range t.Partitions {
+		switch l, ok := remote[p]; {
+		case local[p] != nil:
+			out[p] = metadata.Leader{BrokerID: s.cfg.BrokerID, Epoch: local[p].epoch}
+		case ok:
+			out[p] = l
+		default:
+			out[p] = metadata.Leader{BrokerID: -1}
+		}
+	}
+	return local, out
 }

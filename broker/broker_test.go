@@ -103,14 +103,8 @@ func startBroker(t *testing.T, opts ...func(*Config)) *testBroker {
 	grpcDone := make(chan error, 1)
 	go func() { grpcDone <- g.Serve(lis) }()
 	t.Cleanup(func() {
-		srv.BeginShutdown()
-		stopped := make(chan struct{})
-		go func() { g.GracefulStop(); close(stopped) }()
-		select {
-		case <-stopped:
-		case <-time.After(10 * time.Second):
+		if !srv.StopGRPC(g, 10*time.Second) {
 			t.Errorf("gRPC server did not stop gracefully within 10s")
-			g.Stop()
 		}
 		if err := <-grpcDone; err != nil {
 			t.Errorf("Serve: %v", err)

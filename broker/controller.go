@@ -130,13 +130,6 @@ func (s *Server) assign(ctx context.Context, fence metadata.ControllerFence) err
 			}
 			load[pick]++
 			changes[p] = pick
-			if len(changes) == 100 {
-				if err := s.store.SetAssignments(ctx, fence, t.Name, changes); err != nil {
-					return err
-				}
-				changes = map[int32]int32{}
-				changed = true
-			}
 		}
 		if len(changes) > 0 {
 			if err := s.store.SetAssignments(ctx, fence, t.Name, changes); err != nil {

@@ -44,3 +44,19 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	reflection.Register(g)
 	return g, h
 }
+
+// StopGRPC stops g for a clean shutdown: streams end (BeginShutdown),
+// in-flight requests finish for at most timeout, then the rest is cut. It
+// reports whether everything finished in time.
+func (s *Server) StopGRPC(g *grpc.Server, timeout time.Duration) bool {
+	s.BeginShutdown()
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+		return true
+	case <-time.After(timeout):
+		g.Stop()
+		return false
+	}
+}

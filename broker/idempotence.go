@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/strata-stream/strata/segment"
 )
@@ -90,6 +91,27 @@ func idempotentCheck(st *producerState, h segment.BatchHeader) (dup *seqRange, e
 	return nil, fmt.Errorf("%w: producer %d expected sequence %d, got %d", ErrOutOfOrderSequence, h.ProducerID, st.lastSeq+1, first)
 }
 
+// clone copies a state (nil stays nil).
+func (st *producerState) clone() *producerState {
+	if st == nil {
+		return nil
+	}
+	cp := *st
+	cp.recent = slices.Clone(st.recent)
+	return &cp
+}
+
+// recordBatch updates states with batch h of an idempotent producer,
+// written at base (a new epoch starts a new state).
+func recordBatch(states map[int64]*producerState, h segment.BatchHeader, base int64) {
+	st := states[h.ProducerID]
+	if st == nil || h.ProducerEpoch > st.epoch {
+		st = &producerState{epoch: h.ProducerEpoch}
+		states[h.ProducerID] = st
+	}
+	st.record(seqRange{firstSeq: h.FirstSequence, lastSeq: h.FirstSequence + h.LastOffsetDelta, base: base, last: base + int64(h.LastOffsetDelta)})
+}
+
 // observe updates the producers' state with a batch written at base.
 func (p *partition) observe(h segment.BatchHeader, base int64) {
 	if h.ProducerID < 0 {
@@ -98,12 +120,7 @@ func (p *partition) observe(h segment.BatchHeader, base int64) {
 	if p.producers == nil {
 		p.producers = map[int64]*producerState{}
 	}
-	st := p.producers[h.ProducerID]
-	if st == nil || h.ProducerEpoch > st.epoch {
-		st = &producerState{epoch: h.ProducerEpoch}
-		p.producers[h.ProducerID] = st
-	}
-	st.record(seqRange{firstSeq: h.FirstSequence, lastSeq: h.FirstSequence + h.LastOffsetDelta, base: base, last: base + int64(h.LastOffsetDelta)})
+	recordBatch(p.producers, h, base)
 }
 
 // rebuildProducers recovers the producers' state from the last two local

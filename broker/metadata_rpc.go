@@ -45,18 +45,9 @@ func (m metadataService) GetMetadata(ctx context.Context, req *stratav1.GetMetad
 	}
 	for _, t := range topics {
 		tm := &stratav1.TopicMetadata{Name: t.Name}
-		local := map[int32]*partition{}
-		for _, p := range s.partitionsOf(t.Name) {
-			local[p.id] = p
-		}
-		for p := range t.Partitions {
-			pm := &stratav1.PartitionMetadata{Partition: p, LeaderId: -1}
-			if lp, ok := local[p]; ok {
-				pm.LeaderId, pm.LeaderEpoch = s.cfg.BrokerID, lp.epoch
-			} else if l, ok, err := s.store.GetLeader(ctx, t.Name, p); err == nil && ok {
-				pm.LeaderId, pm.LeaderEpoch = l.BrokerID, l.Epoch
-			}
-			tm.Partitions = append(tm.Partitions, pm)
+		_, leaders := s.leaders(ctx, t)
+		for p, l := range leaders {
+			tm.Partitions = append(tm.Partitions, &stratav1.PartitionMetadata{Partition: int32(p), LeaderId: l.BrokerID, LeaderEpoch: l.Epoch})
 		}
 		resp.Topics = append(resp.Topics, tm)
 	}

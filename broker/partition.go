@@ -74,11 +74,11 @@ type partition struct {
 // splitBatches validates records, one or more concatenated RecordBatch v2,
 // against the topic's limits, and returns the batches. It checks
 // everything before anything is written, so a bad request writes nothing.
-func splitBatches(records []byte, maxMessageBytes int32) ([][]byte, error) {
+func splitBatches(records []byte, maxMessageBytes int32) ([]validBatch, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrInvalidBatch)
 	}
-	var out [][]byte
+	var out []validBatch
 	for len(records) > 0 {
 		size, err := segment.PeekBatchSize(records)
 		if err == nil && size > int(maxMessageBytes) {
@@ -91,10 +91,16 @@ func splitBatches(records []byte, maxMessageBytes int32) ([][]byte, error) {
 		if h.Compression() != 0 {
 			return nil, fmt.Errorf("%w: batch %d: compressed batches are not supported yet (codec %d)", ErrInvalidBatch, len(out), h.Compression())
 		}
-		out = append(out, records[:h.Size()])
+		out = append(out, validBatch{b: records[:h.Size()], h: h})
 		records = records[h.Size():]
 	}
 	return out, nil
+}
+
+// validBatch is a batch splitBatches checked, with its header.
+type validBatch struct {
+	b []byte
+	h segment.BatchHeader
 }
 
 // appendResult is where a produce landed.
@@ -109,58 +115,43 @@ type appendResult struct {
 // the sequences already written: a retry of a written batch is answered
 // with its offsets and not written again; a sequence gap refuses the
 // request (ErrOutOfOrderSequence) with nothing written.
-func (p *partition) append(batches [][]byte) (appendResult, error) {
+func (p *partition) append(batches []validBatch) (appendResult, error) {
 	res := appendResult{base: -1}
 	p.prodMu.Lock()
 	defer p.prodMu.Unlock()
-	headers := make([]segment.BatchHeader, len(batches))
 	dups := make([]*seqRange, len(batches))
 	sim := map[int64]*producerState{} // the state as the batches before would leave it
-	for i, b := range batches {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil {
-			return res, fmt.Errorf("%w: %v", ErrInvalidBatch, err)
-		}
-		headers[i] = h
-		if h.ProducerID < 0 {
+	for i, vb := range batches {
+		pid := vb.h.ProducerID
+		if pid < 0 {
 			continue
 		}
-		st, ok := sim[h.ProducerID]
-		if !ok {
-			if cur := p.producers[h.ProducerID]; cur != nil {
-				cp := *cur
-				cp.recent = append([]seqRange(nil), cur.recent...)
-				st = &cp
-			}
+		if _, ok := sim[pid]; !ok {
+			sim[pid] = p.producers[pid].clone()
 		}
-		dup, err := idempotentCheck(st, h)
+		dup, err := idempotentCheck(sim[pid], vb.h)
 		if err != nil {
 			return res, err
 		}
-		dups[i] = dup
-		if dup == nil {
-			if st == nil || h.ProducerEpoch > st.epoch {
-				st = &producerState{epoch: h.ProducerEpoch}
-			}
-			st.record(seqRange{firstSeq: h.FirstSequence, lastSeq: h.FirstSequence + h.LastOffsetDelta})
+		if dups[i] = dup; dup == nil {
+			recordBatch(sim, vb.h, -1)
 		}
-		sim[h.ProducerID] = st
 	}
-	for i, b := range batches {
+	for i, vb := range batches {
 		var first, last int64
 		if d := dups[i]; d != nil {
 			first, last = d.base, d.last
 		} else {
-			segment.SetPartitionLeaderEpoch(b, int32(p.epoch))
+			segment.SetPartitionLeaderEpoch(vb.b, int32(p.epoch))
 			var err error
-			first, last, err = p.log.Append(b)
+			first, last, err = p.log.Append(vb.b)
 			if err != nil {
 				if errors.Is(err, segment.ErrBatchTooLarge) {
 					return res, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
 				}
 				return res, err
 			}
-			p.observe(headers[i], first)
+			p.observe(vb.h, first)
 		}
 		if res.base < 0 {
 			res.base = first

@@ -135,7 +135,6 @@ type Server struct {
 		topics     map[string]*topicEntry
 		partitions map[partKey]*partition
 		ready      bool
-		closing    bool
 		// controller is set while this broker is the controller.
 		controller *metadata.ControllerFence
 	}
@@ -335,13 +334,13 @@ func (s *Server) runSession(ctx context.Context) error {
 		// close every log, then record each partition's final offsets
 		// before the session - and with it the leadership - goes, so the
 		// next leader starts after everything acknowledged here.
+		// (Run then forgets them.)
 		for _, p := range s.allPartitions() {
 			if err := p.log.Close(); err != nil {
 				s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
 			}
 			s.handOver(p)
 		}
-		s.closeAll()
 	}
 	return err
 }
@@ -378,32 +377,20 @@ func (s *Server) loopKick(ctx context.Context, every time.Duration, kick <-chan 
 
 // loop runs fn every interval until ctx ends; fn's errors are logged.
 func (s *Server) loop(ctx context.Context, every time.Duration, fn func(context.Context) error) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Warn("background step failed", "err", err)
-			}
-		}
-	}
+	return s.loopKick(ctx, every, nil, fn) // a nil channel never fires
 }
 
 // register puts the broker's key on its lease. A key left by a previous
 // incarnation of this broker (killed before its lease expired) is revoked
 // with its lease, which releases the partitions it led.
 func (s *Server) register(ctx context.Context, sess *concurrency.Session) error {
-	key := s.store.Prefix() + "brokers/" + strconv.Itoa(int(s.cfg.BrokerID))
-	resp, err := s.store.Client().Get(ctx, key)
+	prev, ok, err := s.store.BrokerLease(ctx, s.cfg.BrokerID)
 	if err != nil {
-		return fmt.Errorf("broker: read registration: %w", err)
+		return err
 	}
-	if len(resp.Kvs) > 0 && clientv3.LeaseID(resp.Kvs[0].Lease) != sess.Lease() && resp.Kvs[0].Lease != 0 {
-		s.logger.Info("revoking the session of a previous incarnation", "lease", resp.Kvs[0].Lease)
-		if _, err := s.store.Client().Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease)); err != nil {
+	if ok && prev != sess.Lease() && prev != 0 {
+		s.logger.Info("revoking the session of a previous incarnation", "lease", prev)
+		if _, err := s.store.Client().Revoke(ctx, prev); err != nil {
 			s.logger.Warn("revoke previous session", "err", err)
 		}
 	}
@@ -467,21 +454,14 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 		return err
 	}
 	s.mu.Lock()
-	e, ok := s.mu.topics[t.Name]
-	if ok && e.meta.ID != t.ID {
+	if e, ok := s.mu.topics[t.Name]; ok && e.meta.ID != t.ID {
 		s.mu.Unlock()
 		s.dropTopicLocked(t.Name, e.meta.ID, true)
 		s.mu.Lock()
-		ok = false
 	}
-	if !ok {
-		e = &topicEntry{meta: t, config: cfg}
-		s.mu.topics[t.Name] = e
-	} else {
-		// Entries are immutable once published: readers use them after
-		// releasing mu.
-		s.mu.topics[t.Name] = &topicEntry{meta: t, config: cfg}
-	}
+	// A new entry each time: entries are immutable once published, as
+	// readers use them after releasing mu.
+	s.mu.topics[t.Name] = &topicEntry{meta: t, config: cfg}
 	sess := s.mu.session
 	var missing []int32
 	var moved []*partition
@@ -504,11 +484,7 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 		s.logger.Info("partition assigned to another broker: stepping down", "topic", part.topic, "partition", part.id, "owner", assigned[part.id])
 		s.dropPartition(part)
 		s.handOver(part)
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		if err := s.store.ReleaseLeadership(rctx, part.lead); err != nil {
-			s.logger.Warn("release leadership", "topic", part.topic, "partition", part.id, "err", err)
-		}
-		cancel()
+		s.release(part)
 	}
 	if sess == nil {
 		return fmt.Errorf("%w: no etcd session", ErrUnavailable)
@@ -527,8 +503,13 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 	return errors.Join(errs...)
 }
 
+// topicDir holds one incarnation of a topic's partition logs.
+func (s *Server) topicDir(name, id string) string {
+	return filepath.Join(s.cfg.DataDir, "logs", name+"."+id)
+}
+
 func (s *Server) partitionDir(t metadata.Topic, p int32) string {
-	return filepath.Join(s.cfg.DataDir, "logs", t.Name+"."+t.ID, strconv.Itoa(int(p)))
+	return filepath.Join(s.topicDir(t.Name, t.ID), strconv.Itoa(int(p)))
 }
 
 // openPartition takes the leadership of t/p and opens its log.
@@ -679,18 +660,24 @@ func (s *Server) dropTopicLocked(name, id string, remove bool) {
 			s.logger.Warn("close log", "topic", name, "partition", p.id, "err", err)
 		}
 		if remove {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := s.store.ReleaseLeadership(ctx, p.lead); err != nil {
-				s.logger.Warn("release leadership", "topic", name, "partition", p.id, "err", err)
-			}
-			cancel()
+			s.release(p)
 		}
 	}
 	if remove && id != "" {
-		dir := filepath.Join(s.cfg.DataDir, "logs", name+"."+id)
+		dir := s.topicDir(name, id)
 		if err := os.RemoveAll(dir); err != nil {
 			s.logger.Warn("remove topic data", "dir", dir, "err", err)
 		}
+	}
+}
+
+// release gives up p's leadership at once (best effort: it also ends with
+// the session).
+func (s *Server) release(p *partition) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.ReleaseLeadership(ctx, p.lead); err != nil {
+		s.logger.Warn("release leadership", "topic", p.topic, "partition", p.id, "err", err)
 	}
 }
 

@@ -260,14 +260,7 @@ func (s *Server) writeSnapshot(ctx context.Context, p *partition) error {
 // total retention's value, -1 unlimited) asks for it. The active segment
 // and segments not yet uploaded are never evicted.
 func (s *Server) evictLocal(p *partition) error {
-	cfg := p.config.Load()
-	limitBytes, limitMs := cfg.LocalRetentionBytes, cfg.LocalRetentionMs
-	if limitBytes == -2 {
-		limitBytes = cfg.RetentionBytes
-	}
-	if limitMs == -2 {
-		limitMs = cfg.RetentionMs
-	}
+	limitBytes, limitMs := p.config.Load().LocalRetention()
 	// Over the broker's local disk limit, every uploaded segment may go,
 	// whatever the local retention: its data is in the bucket.
 	force := s.cfg.LocalDiskLimit > 0 && s.localBytes.Load() > s.cfg.LocalDiskLimit
@@ -335,7 +328,6 @@ func (p *partition) tierStatus(now time.Time) *stratav1.TierStatus {
 	if len(segs) > 0 {
 		ts.LocalStartOffset = segs[0].BaseOffset
 	}
-	remoteEnd := p.remoteEnd()
 	p.rmu.RLock()
 	if n := len(p.remote.entries); n > 0 {
 		ts.RemoteStartOffset = p.remote.entries[0].BaseOffset
@@ -349,7 +341,7 @@ func (p *partition) tierStatus(now time.Time) *stratav1.TierStatus {
 	p.rmu.RUnlock()
 	for _, seg := range segs {
 		ts.LocalBytes += seg.Size
-		if seg.NextOffset > remoteEnd && seg.NextOffset > seg.BaseOffset {
+		if seg.NextOffset > ts.RemoteEndOffset && seg.NextOffset > seg.BaseOffset {
 			ts.UploadLagBytes += seg.Size
 			if !seg.Active && ts.UploadLagMs == 0 && seg.MaxTimestamp > 0 {
 				ts.UploadLagMs = max(now.UnixMilli()-seg.MaxTimestamp, 1)

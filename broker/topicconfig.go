@@ -157,3 +157,16 @@ func (c TopicConfig) Map() map[string]string {
 
 // SegmentAge is segment.ms as a duration.
 func (c TopicConfig) SegmentAge() time.Duration { return time.Duration(c.SegmentMs) * time.Millisecond }
+
+// LocalRetention is the local retention in effect: local.retention.bytes
+// and .ms, where -2 stands for the total retention's value (-1: unlimited).
+func (c TopicConfig) LocalRetention() (bytes, ms int64) {
+	bytes, ms = c.LocalRetentionBytes, c.LocalRetentionMs
+	if bytes == -2 {
+		bytes = c.RetentionBytes
+	}
+	if ms == -2 {
+		ms = c.RetentionMs
+	}
+	return bytes, ms
+}

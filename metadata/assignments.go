@@ -28,32 +28,42 @@ type Assignment struct {
 	BrokerID int32 `json:"broker_id"`
 }
 
+// assignmentPrefix holds the assignments, apart from the partitions'
+// other keys so that reading them all is one short range read.
+func (s *Store) assignmentPrefix() string { return s.prefix + "assignments/" }
+
 func (s *Store) assignmentKey(topic string, p int32) string {
-	return s.partitionKey(topic, p, "assignment")
+	return s.assignmentPrefix() + topic + "/" + strconv.Itoa(int(p))
 }
 
-// SetAssignments writes assignments (partition → broker) of one topic in
-// one transaction fenced by the controller's election key: a deposed
-// controller writes nothing (ErrFenced). At most 100 partitions per call.
+// maxTxnPuts keeps a transaction under etcd's default limit of 128
+// operations.
+const maxTxnPuts = 100
+
+// SetAssignments writes assignments (partition → broker) of one topic,
+// each transaction fenced by the controller's election key and the topic's
+// existence: a deposed controller writes nothing (ErrFenced). Large
+// topics take several transactions of up to maxTxnPuts partitions.
 func (s *Store) SetAssignments(ctx context.Context, fence ControllerFence, topic string, as map[int32]int32) error {
 	var ops []clientv3.Op
 	for p, b := range as {
 		v, _ := json.Marshal(Assignment{BrokerID: b})
 		ops = append(ops, clientv3.OpPut(s.assignmentKey(topic, p), string(v)))
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev),
-			clientv3.Compare(clientv3.CreateRevision(s.topicKey(topic)), ">", 0)).
-		Then(ops...).
-		Commit()
-	if err != nil {
-		return fmt.Errorf("metadata: assign partitions of %s: %w", topic, err)
-	}
-	if !resp.Succeeded {
-		return fmt.Errorf("%w: controller %s (rev %d) or topic %s gone", ErrFenced, fence.Key, fence.Rev, topic)
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxTxnPuts)]
+		ops = ops[len(chunk):]
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev),
+				clientv3.Compare(clientv3.CreateRevision(s.topicKey(topic)), ">", 0)).
+			Then(chunk...).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("metadata: assign partitions of %s: %w", topic, err)
+		}
+		if !resp.Succeeded {
+			return fmt.Errorf("%w: controller %s (rev %d) or topic %s gone", ErrFenced, fence.Key, fence.Rev, topic)
+		}
 	}
 	return nil
 }
@@ -61,22 +71,18 @@ func (s *Store) SetAssignments(ctx context.Context, fence ControllerFence, topic
 // ListAssignments returns every partition's assigned broker, by topic and
 // partition.
 func (s *Store) ListAssignments(ctx context.Context) (map[string]map[int32]int32, error) {
-	prefix := s.prefix + "partitions/"
+	prefix := s.assignmentPrefix()
 	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return nil, fmt.Errorf("metadata: list assignments: %w", err)
 	}
 	out := map[string]map[int32]int32{}
 	for _, kv := range resp.Kvs {
-		rest, ok := strings.CutSuffix(strings.TrimPrefix(string(kv.Key), prefix), "/assignment")
+		topic, part, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "/")
 		if !ok {
 			continue
 		}
-		i := strings.LastIndex(rest, "/")
-		if i < 0 {
-			continue
-		}
-		p, err := strconv.ParseInt(rest[i+1:], 10, 32)
+		p, err := strconv.ParseInt(part, 10, 32)
 		if err != nil {
 			continue
 		}
@@ -84,10 +90,10 @@ func (s *Store) ListAssignments(ctx context.Context) (map[string]map[int32]int32
 		if err := json.Unmarshal(kv.Value, &a); err != nil {
 			return nil, fmt.Errorf("metadata: decode %s: %w", kv.Key, err)
 		}
-		if out[rest[:i]] == nil {
-			out[rest[:i]] = map[int32]int32{}
+		if out[topic] == nil {
+			out[topic] = map[int32]int32{}
 		}
-		out[rest[:i]][int32(p)] = a.BrokerID
+		out[topic][int32(p)] = a.BrokerID
 	}
 	return out, nil
 }

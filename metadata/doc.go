@@ -12,7 +12,7 @@
 //	                                             "created_ms"}
 //	partitions/<topic>/<p>/epoch                {"epoch","broker_id","run_start"}       from the first leadership until the topic is deleted; epoch never decreases
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
-//	partitions/<topic>/<p>/assignment           {"broker_id"}                           written by the controller (fenced by its election key)
+//	assignments/<topic>/<p>                     {"broker_id"}                           written by the controller (fenced by its election key); deleted with the topic
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
 //	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until the topic is deleted; written fenced
 //	                                             "max_timestamp","records","size",

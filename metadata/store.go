@@ -134,7 +134,8 @@ func (s *Store) DeleteTopic(ctx context.Context, name string) (Topic, error) {
 	key := s.topicKey(name)
 	resp, err := s.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), ">", 0)).
-		Then(clientv3.OpGet(key), clientv3.OpDelete(key), clientv3.OpDelete(s.partitionPrefix(name), clientv3.WithPrefix())).
+		Then(clientv3.OpGet(key), clientv3.OpDelete(key), clientv3.OpDelete(s.partitionPrefix(name), clientv3.WithPrefix()),
+			clientv3.OpDelete(s.assignmentPrefix()+name+"/", clientv3.WithPrefix())).
 		Commit()
 	if err != nil {
 		return Topic{}, fmt.Errorf("metadata: delete topic %s: %w", name, err)
@@ -352,6 +353,36 @@ func (s *Store) GetLeader(ctx context.Context, topic string, p int32) (Leader, b
 	return l, true, nil
 }
 
+// GetLeaders returns the live leaders of the partitions [0, n) of topic
+// (partitions without one are absent), reading up to maxTxnPuts leader
+// keys per round trip.
+func (s *Store) GetLeaders(ctx context.Context, topic string, n int32) (map[int32]Leader, error) {
+	out := map[int32]Leader{}
+	for lo := int32(0); lo < n; lo += maxTxnPuts {
+		hi := min(n, lo+maxTxnPuts)
+		ops := make([]clientv3.Op, 0, hi-lo)
+		for p := lo; p < hi; p++ {
+			ops = append(ops, clientv3.OpGet(s.partitionKey(topic, p, "leader")))
+		}
+		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("metadata: get leaders of %s: %w", topic, err)
+		}
+		for i, r := range resp.Responses {
+			kvs := r.GetResponseRange().Kvs
+			if len(kvs) == 0 {
+				continue
+			}
+			var l Leader
+			if err := json.Unmarshal(kvs[0].Value, &l); err != nil {
+				return nil, fmt.Errorf("metadata: decode leader of %s/%d: %w", topic, lo+int32(i), err)
+			}
+			out[lo+int32(i)] = l
+		}
+	}
+	return out, nil
+}
+
 // fencedPut writes key=value only while lead is current.
 func (s *Store) fencedPut(ctx context.Context, lead Leadership, key, value string) error {
 	leaderKey := s.partitionKey(lead.Topic, lead.Partition, "leader")
@@ -384,9 +415,24 @@ type Broker struct {
 
 // RegisterBroker puts the broker's key bound to lease: it disappears when
 // the broker's session ends.
+func (s *Store) brokerKey(id int32) string { return s.prefix + "brokers/" + strconv.Itoa(int(id)) }
+
+// BrokerLease returns the lease a broker's registration lives on (ok is
+// false when the broker is not registered).
+func (s *Store) BrokerLease(ctx context.Context, id int32) (clientv3.LeaseID, bool, error) {
+	resp, err := s.cli.Get(ctx, s.brokerKey(id))
+	if err != nil {
+		return 0, false, fmt.Errorf("metadata: read registration of broker %d: %w", id, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, false, nil
+	}
+	return clientv3.LeaseID(resp.Kvs[0].Lease), true, nil
+}
+
 func (s *Store) RegisterBroker(ctx context.Context, b Broker, lease clientv3.LeaseID) error {
 	v, _ := json.Marshal(b)
-	if _, err := s.cli.Put(ctx, s.prefix+"brokers/"+strconv.Itoa(int(b.ID)), string(v), clientv3.WithLease(lease)); err != nil {
+	if _, err := s.cli.Put(ctx, s.brokerKey(b.ID), string(v), clientv3.WithLease(lease)); err != nil {
 		return fmt.Errorf("metadata: register broker %d: %w", b.ID, err)
 	}
 	return nil

@@ -258,14 +258,8 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	// Clean shutdown: stop accepting, let in-flight requests (and their
 	// acknowledgements) finish, then close and sync every log.
-	srv.BeginShutdown()
-	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		logger.Warn("in-flight requests did not finish within 10s; closing them")
-		g.Stop()
+	if !srv.StopGRPC(g, 10*time.Second) {
+		logger.Warn("in-flight requests did not finish within 10s; they were cut")
 	}
 	cancelRun()
 	if err := <-runDone; err != nil && failure == nil {
