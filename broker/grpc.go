@@ -22,6 +22,8 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20),
 		grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20),
+		grpc.InitialWindowSize(4 << 20), grpc.InitialConnWindowSize(16 << 20),
+		grpc.WriteBufferSize(256 << 10), grpc.ReadBufferSize(256 << 10),
 		// Clients ping every 10 s with open streams (client.Client does).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),

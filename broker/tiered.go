@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strata-stream/strata/internal/lowprio"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
@@ -179,11 +180,22 @@ func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 
 func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.SegmentInfo) error {
 	start := s.cfg.Now()
-	batches, err := p.log.ReadSegment(seg.BaseOffset)
-	if err != nil {
-		return fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
-	}
-	obj, entry, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
+	var (
+		obj   []byte
+		entry metadata.SegmentEntry
+		err   error
+	)
+	// Reading and compressing a segment is the broker's biggest burst of
+	// CPU; at a lower priority it yields to request handling.
+	lowprio.Do(func() {
+		var batches []byte
+		batches, err = p.log.ReadSegment(seg.BaseOffset)
+		if err != nil {
+			err = fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
+			return
+		}
+		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
+	})
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		// Pings detect a broker that stopped answering, so pending
 		// requests fail (and are retried) instead of waiting forever.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: false}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)),
+		grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20),
+		grpc.WithWriteBufferSize(256<<10), grpc.WithReadBufferSize(256<<10))
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
 	}
