@@ -21,6 +21,12 @@ type Metrics struct {
 	uploadedRawBytes *prometheus.CounterVec
 	uploadRetries    prometheus.Counter
 	remoteReadBytes  *prometheus.CounterVec
+
+	walObjects       prometheus.Counter
+	walBytes         prometheus.Counter
+	walPutLatency    prometheus.Histogram
+	walCommitLatency prometheus.Histogram
+	walDeleted       prometheus.Counter
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -62,9 +68,27 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		remoteReadBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "strata_tier_remote_read_bytes_total", Help: "Record batch bytes read from the object store for consumers, by topic.",
 		}, []string{"topic"}),
+		walObjects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_wal_objects_total", Help: "WAL objects written (one PUT each).",
+		}),
+		walBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_wal_bytes_total", Help: "Bytes of WAL objects written.",
+		}),
+		walPutLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strata_wal_put_latency_seconds", Help: "Time to PUT a WAL object, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		walCommitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "strata_wal_commit_latency_seconds", Help: "Time to commit a WAL object's sections in etcd.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		walDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_wal_objects_deleted_total", Help: "WAL objects garbage-collected once sealed segments covered them.",
+		}),
 	}
 	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut,
-		m.uploadedObjects, m.uploadedBytes, m.uploadedRawBytes, m.uploadRetries, m.remoteReadBytes)
+		m.uploadedObjects, m.uploadedBytes, m.uploadedRawBytes, m.uploadRetries, m.remoteReadBytes,
+		m.walObjects, m.walBytes, m.walPutLatency, m.walCommitLatency, m.walDeleted)
 	return m
 }
 

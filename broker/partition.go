@@ -69,6 +69,9 @@ type partition struct {
 	remoteTimestamp func(ts int64) (int64, bool, error)
 	// remoteRead serves offsets below the local log (nil: no tiering).
 	remoteRead func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error)
+	// wal is the partition's WAL progress (nil: no WAL); its committed
+	// end is the high watermark readers stop at.
+	wal *walState
 }
 
 // splitBatches validates records, one or more concatenated RecordBatch v2,
@@ -169,6 +172,9 @@ func (p *partition) waitAcks(ctx context.Context, acks Acks, next int64) error {
 	case AcksLeader:
 		return p.log.WaitDurable(ctx, next)
 	default:
+		if p.wal != nil {
+			return p.wal.wait(ctx, next-1)
+		}
 		return p.log.Sync(ctx, next)
 	}
 }
@@ -259,6 +265,9 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 			continue
 		}
 		res, err := p.log.Read(out.Next, maxBytes-len(out.Batches))
+		if err == nil && p.wal != nil {
+			res = capRead(res, p.wal.committed.Load())
+		}
 		if err != nil {
 			if errors.Is(err, segment.ErrOutOfRange) && p.remoteRead != nil {
 				if localStart, _ := p.log.Offsets(); out.Next < localStart {
@@ -292,7 +301,11 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 			return out, nil
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
-		err = p.log.WaitFor(wctx, out.Next)
+		if p.wal != nil {
+			err = p.wal.wait(wctx, out.Next)
+		} else {
+			err = p.log.WaitFor(wctx, out.Next)
+		}
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
@@ -305,4 +318,22 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 		}
 	}
 	return out, nil
+}
+
+// capRead drops the batches of res at or after the high watermark hw
+// (WAL batches end on batch boundaries, so hw is one).
+func capRead(res segment.ReadResult, hw int64) segment.ReadResult {
+	res.End = min(res.End, hw)
+	b := res.Batches
+	n := 0
+	for n < len(b) {
+		h, err := segment.ParseBatchHeader(b[n:])
+		if err != nil || h.BaseOffset >= hw {
+			break
+		}
+		n += h.Size()
+		res.Next = h.BaseOffset + int64(h.LastOffsetDelta) + 1
+	}
+	res.Batches = b[:n] // when empty, the caller ignores Next
+	return res
 }

@@ -168,6 +168,7 @@ func (s *Server) appendRequest(req *stratav1.ProduceRequest) (*pendingProduce, e
 			continue
 		}
 		res.BaseOffset, res.LastOffset = ar.base, ar.last
+		s.kickWAL(len(pr.GetRecords()))
 		if s.metrics != nil {
 			s.metrics.bytesIn.WithLabelValues(part.topic).Add(float64(len(pr.GetRecords())))
 		}

@@ -63,7 +63,15 @@ type Config struct {
 	// eviction bring it down: what happens when the object store stays
 	// down long enough to fill the disk.
 	LocalDiskLimit int64
-	Logger         *slog.Logger
+	// WAL turns on the object-store WAL (needs Objects): acks=all is
+	// acknowledged once a WAL object holding the records is in the bucket
+	// and committed in etcd, and consumers read up to that committed end.
+	// WALFlushInterval (default 10 ms) and WALFlushBytes (default 4 MiB)
+	// bound how long and how much a flush gathers.
+	WAL              bool
+	WALFlushInterval time.Duration
+	WALFlushBytes    int
+	Logger           *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -89,6 +97,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.UploadConcurrency <= 0 {
 		c.UploadConcurrency = 4
+	}
+	if c.WALFlushInterval <= 0 {
+		c.WALFlushInterval = 10 * time.Millisecond
+	}
+	if c.WALFlushBytes <= 0 {
+		c.WALFlushBytes = 4 << 20
+	}
+	if c.Objects == nil {
+		c.WAL = false
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -153,6 +170,13 @@ type Server struct {
 	// opening serialises opening and closing partitions (I/O happens
 	// under it, not under mu).
 	opening sync.Mutex
+	// The WAL flusher: woken by appends (walKick), early when
+	// walPending bytes reach WALFlushBytes (walFull); walMu serialises
+	// flushes.
+	walKick    chan struct{}
+	walFull    chan struct{}
+	walPending atomic.Int64
+	walMu      sync.Mutex
 }
 
 // New returns a broker on store. Run starts it.
@@ -161,6 +185,8 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	s := &Server{cfg: cfg, logger: cfg.Logger.With("broker", cfg.BrokerID), store: store, metrics: m}
 	s.stopping = make(chan struct{})
 	s.reconcileNow = make(chan struct{}, 1)
+	s.walKick = make(chan struct{}, 1)
+	s.walFull = make(chan struct{}, 1)
 	s.assignNow = make(chan struct{}, 1)
 	if cfg.Objects != nil {
 		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)
@@ -323,6 +349,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.loopKick(gctx, s.cfg.ReconcileInterval, s.reconcileNow, s.reconcile) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
 	g.Go(func() error { return s.tierLoop(gctx) })
+	g.Go(func() error { return s.walLoop(gctx) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
 	err = g.Wait()
 	s.setReady(false)
@@ -334,7 +361,9 @@ func (s *Server) runSession(ctx context.Context) error {
 		// close every log, then record each partition's final offsets
 		// before the session - and with it the leadership - goes, so the
 		// next leader starts after everything acknowledged here.
-		// (Run then forgets them.)
+		// (Run then forgets them.) With the WAL, what the log holds is
+		// committed first, so the next leader has all of it.
+		s.finalFlush(s.allPartitions())
 		for _, p := range s.allPartitions() {
 			if err := p.log.Close(); err != nil {
 				s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
@@ -482,6 +511,7 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 	s.mu.Unlock()
 	for _, part := range moved {
 		s.logger.Info("partition assigned to another broker: stepping down", "topic", part.topic, "partition", part.id, "owner", assigned[part.id])
+		s.finalFlush([]*partition{part})
 		s.dropPartition(part)
 		s.handOver(part)
 		s.release(part)
@@ -539,17 +569,67 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 			startOffset = max(startOffset, entries[n-1].LastOffset+1)
 		}
 	}
-	l, err := segment.Open(segment.Config{
-		Dir:          s.partitionDir(t, p),
-		SegmentBytes: cfg.SegmentBytes,
-		SegmentAge:   cfg.SegmentAge(),
-		SyncPolicy:   s.cfg.SyncPolicy,
-		StartOffset:  startOffset,
-		Now:          s.cfg.Now,
-		Logger:       s.logger.With("topic", t.Name, "partition", p),
-	})
+	var walEntries []metadata.WALEntry
+	sealedEnd := int64(0)
+	if n := len(entries); n > 0 {
+		sealedEnd = entries[n-1].LastOffset + 1
+	}
+	if s.cfg.WAL {
+		ws, err := s.store.ListWAL(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// The committed tail beyond the uploaded segments; an empty log
+		// starts where it does (the high watermark published by an
+		// earlier leader may count records that were never committed).
+		walEntries = metadata.PartitionWAL(ws, t.Name, t.ID, p, sealedEnd)
+		startOffset = sealedEnd
+		if len(walEntries) > 0 {
+			startOffset = max(sealedEnd, walEntries[0].BaseOffset)
+		}
+	}
+	openLog := func() (*segment.Log, error) {
+		l, err := segment.Open(segment.Config{
+			Dir:          s.partitionDir(t, p),
+			SegmentBytes: cfg.SegmentBytes,
+			SegmentAge:   cfg.SegmentAge(),
+			SyncPolicy:   s.cfg.SyncPolicy,
+			StartOffset:  startOffset,
+			Now:          s.cfg.Now,
+			Logger:       s.logger.With("topic", t.Name, "partition", p),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("broker: open log of %s/%d: %w", t.Name, p, err)
+		}
+		return l, nil
+	}
+	l, err := openLog()
 	if err != nil {
-		return nil, fmt.Errorf("broker: open log of %s/%d: %w", t.Name, p, err)
+		return nil, err
+	}
+	var committed int64
+	if s.cfg.WAL {
+		committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd)
+		if err != nil {
+			// The local log does not line up with the committed WAL (it
+			// lost its tail with the disk, or holds records of a run the
+			// WAL superseded): the WAL wins; rebuild from a fresh log.
+			s.logger.Warn("local log does not match the committed WAL: rebuilding it from the WAL", "topic", t.Name, "partition", p, "err", err)
+			_ = l.Close()
+			if err := os.RemoveAll(s.partitionDir(t, p)); err != nil {
+				return nil, fmt.Errorf("broker: discard log of %s/%d: %w", t.Name, p, err)
+			}
+			if err := s.checkLeaderEpoch(t, p, lead.Epoch, lead.RunStart); err != nil {
+				return nil, err
+			}
+			if l, err = openLog(); err != nil {
+				return nil, err
+			}
+			if committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd); err != nil {
+				_ = l.Close()
+				return nil, fmt.Errorf("broker: rebuild %s/%d from the WAL: %w", t.Name, p, err)
+			}
+		}
 	}
 	if _, end := l.Offsets(); end < st.HighWatermark {
 		// The local log lost acknowledged data (a disk lost or replaced):
@@ -564,6 +644,9 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		}
 	}
 	part := &partition{topic: t.Name, topicID: t.ID, id: p, epoch: lead.Epoch, lead: lead, log: l}
+	if s.cfg.WAL {
+		part.wal = newWALState(committed)
+	}
 	part.config.Store(&cfg)
 	if err := part.rebuildProducers(); err != nil {
 		s.logger.Warn("rebuilding idempotent producers' state", "topic", t.Name, "partition", p, "err", err)
@@ -723,6 +806,9 @@ func (s *Server) dropPartition(p *partition) {
 		delete(s.mu.partitions, partKey{p.topic, p.id})
 	}
 	s.mu.Unlock()
+	if p.wal != nil {
+		p.wal.close()
+	}
 	if err := p.log.Close(); err != nil {
 		s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
 	}

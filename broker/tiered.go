@@ -26,9 +26,12 @@ type remoteState struct {
 }
 
 // offsets returns the partition's first offset (remote or local) and its
-// readable end.
+// readable end (the high watermark, with the WAL).
 func (p *partition) offsets() (start, end int64) {
 	start, end = p.log.Offsets()
+	if p.wal != nil {
+		end = min(end, p.wal.committed.Load())
+	}
 	p.rmu.RLock()
 	defer p.rmu.RUnlock()
 	if len(p.remote.entries) > 0 {

@@ -43,6 +43,9 @@ type serveOptions struct {
 	diskLimit     string
 	sessionTTL    time.Duration
 	reconcile     time.Duration
+	wal           string
+	walInterval   time.Duration
+	walBytes      string
 }
 
 func newServeCmd() *cobra.Command {
@@ -78,6 +81,9 @@ synced before exit.`,
 	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
 	f.DurationVar(&o.reconcile, "reconcile-interval", time.Second, "how often the controller assigns partitions and brokers take up their assignments")
 	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with UNAVAILABLE until uploads and eviction free space (0: unlimited)")
+	f.StringVar(&o.wal, "wal", "auto", "object-store WAL for acks=all: on, off, or auto (on with an s3:// object store). With it acks=all waits until the records are in a WAL object in the bucket and committed in etcd, and consumers read up to that committed end")
+	f.DurationVar(&o.walInterval, "wal-flush-interval", 10*time.Millisecond, "how long the WAL gathers appends of all partitions into one object (one PUT per interval)")
+	f.StringVar(&o.walBytes, "wal-flush-bytes", "4MiB", "a WAL object is flushed sooner once this many bytes wait")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -137,6 +143,27 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		if objURL, objects, err = openObjectStore(ctx, o.objectStore, o.dataDir); err != nil {
 			return err
 		}
+	}
+
+	var walOn bool
+	switch o.wal {
+	case "on":
+		if objects == nil {
+			return errors.New("--wal on needs an object store (--object-store is none)")
+		}
+		walOn = true
+	case "off":
+	case "auto":
+		walOn = strings.HasPrefix(objURL, "s3://")
+	default:
+		return fmt.Errorf("--wal %q: want on, off or auto", o.wal)
+	}
+	walBytes, err := parseBytes(o.walBytes)
+	if err != nil || walBytes <= 0 {
+		return fmt.Errorf("--wal-flush-bytes %q: want a positive size such as 4MiB", o.walBytes)
+	}
+	if o.walInterval <= 0 {
+		return fmt.Errorf("--wal-flush-interval %s: must be positive", o.walInterval)
 	}
 
 	endpoints := o.etcdEndpoints
@@ -200,6 +227,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		BrokerID:          o.brokerID,
 		Advertise:         advertise,
 		SyncPolicy:        policy,
+		WAL:               walOn,
+		WALFlushInterval:  o.walInterval,
+		WALFlushBytes:     int(walBytes),
 		Logger:            logger,
 	}, store, broker.NewMetrics(reg))
 	// The health service follows the broker's readiness.
@@ -241,7 +271,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	go func() { grpcDone <- g.Serve(lis) }()
 	logger.Info("strata broker started", "listen", lis.Addr().String(), "http", o.httpListen,
 		"data_dir", o.dataDir, "etcd", strings.Join(endpoints, ","), "embedded_etcd", emb != nil,
-		"object_store", objURL, "sync_policy", policy.String(), "broker_id", o.brokerID)
+		"object_store", objURL, "sync_policy", policy.String(), "wal", walOn, "broker_id", o.brokerID)
 
 	var embErr <-chan error
 	if emb != nil {

@@ -1,0 +1,334 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/strata-stream/strata/metadata"
+	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
+)
+
+// The object-store WAL (DESIGN.md, "Durability"): every flush interval
+// the broker ships the newest appends of all the partitions it leads in
+// one WAL object, PUTs it, commits its sections in etcd fenced by each
+// partition's leadership, and only then acknowledges acks=all and lets
+// consumers read them. The committed end is the partition's high
+// watermark: nothing a consumer saw can be lost with a broker and its
+// disk, so a new leader that rebuilds the committed tail never assigns an
+// offset twice.
+
+// walState is a partition's WAL progress.
+type walState struct {
+	// shipped is the offset after the last batch shipped in a committed
+	// WAL object (only the flusher writes it).
+	shipped int64
+	// committed mirrors shipped for readers: the high watermark.
+	committed atomic.Int64
+	mu        sync.Mutex
+	changed   chan struct{} // closed and replaced when committed moves or the partition closes
+	closed    bool
+}
+
+func newWALState(committed int64) *walState {
+	w := &walState{shipped: committed, changed: make(chan struct{})}
+	w.committed.Store(committed)
+	return w
+}
+
+func (w *walState) advance(end int64) {
+	w.shipped = end
+	w.committed.Store(end)
+	w.mu.Lock()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+func (w *walState) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.closed = true
+		close(w.changed)
+	}
+}
+
+// wait blocks until the committed end passes offset (nil), the partition
+// closes (ErrNotLeader-like error) or ctx ends.
+func (w *walState) wait(ctx context.Context, offset int64) error {
+	for {
+		w.mu.Lock()
+		ch, closed := w.changed, w.closed
+		w.mu.Unlock()
+		if w.committed.Load() > offset {
+			return nil
+		}
+		if closed {
+			return errWALClosed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+var errWALClosed = fmt.Errorf("%w: the partition closed before its records were committed to the WAL (leadership lost or broker stopping)", ErrUnavailable)
+
+// kickWAL wakes the flusher after an append.
+func (s *Server) kickWAL(bytes int) {
+	if !s.cfg.WAL {
+		return
+	}
+	if s.walPending.Add(int64(bytes)) >= int64(s.cfg.WALFlushBytes) {
+		select {
+		case s.walFull <- struct{}{}:
+		default:
+		}
+	}
+	select {
+	case s.walKick <- struct{}{}:
+	default:
+	}
+}
+
+// walLoop flushes the WAL: at most one object per flush interval, sooner
+// when WALFlushBytes are waiting.
+func (s *Server) walLoop(ctx context.Context) error {
+	if !s.cfg.WAL {
+		return nil
+	}
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.walKick:
+		}
+		if d := s.cfg.WALFlushInterval - time.Since(last); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			case <-s.walFull:
+				t.Stop()
+			}
+		}
+		last = time.Now()
+		if err := s.flushWAL(ctx, s.allPartitions()); err != nil && ctx.Err() == nil {
+			s.logger.Warn("WAL flush failed; retrying", "err", err)
+			select {
+			case s.walKick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// flushWAL ships the unshipped tails of parts in one WAL object and
+// commits it. Flushes are serialised.
+func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
+	s.walMu.Lock()
+	defer s.walMu.Unlock()
+	s.walPending.Store(0)
+	var sections []tiering.WALSection
+	var shipping []*partition
+	var ends []int64
+	budget := s.cfg.WALFlushBytes
+	for _, p := range parts {
+		if p.wal == nil || budget <= 0 {
+			continue
+		}
+		from := p.wal.shipped
+		// Under the always policy only synced batches are readable: wait
+		// for the group fsync already under way.
+		if err := p.log.WaitDurable(ctx, p.log.WrittenOffset()); err != nil {
+			if errors.Is(err, segment.ErrClosed) {
+				continue
+			}
+			return fmt.Errorf("sync %s/%d for the WAL: %w", p.topic, p.id, err)
+		}
+		_, end := p.log.Offsets()
+		var batches []byte
+		for from < end && budget > 0 {
+			res, err := p.log.Read(from, budget)
+			if err != nil {
+				if errors.Is(err, segment.ErrClosed) {
+					break
+				}
+				return fmt.Errorf("read %s/%d from %d for the WAL: %w", p.topic, p.id, from, err)
+			}
+			if len(res.Batches) == 0 {
+				break
+			}
+			batches = append(batches, res.Batches...)
+			budget -= len(res.Batches)
+			from = res.Next
+		}
+		if len(batches) == 0 {
+			continue
+		}
+		sections = append(sections, tiering.WALSection{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
+		shipping = append(shipping, p)
+		ends = append(ends, from)
+	}
+	if len(sections) == 0 {
+		return nil
+	}
+	if budget <= 0 {
+		s.kickWAL(0) // more is waiting
+	}
+	start := s.cfg.Now()
+	obj, idx, err := tiering.EncodeWAL(s.cfg.BrokerID, sections)
+	if err != nil {
+		return err
+	}
+	seq := start.UnixNano()
+	key := tiering.WALKey(s.cfg.BrokerID, seq)
+	err = tiering.Retry(ctx, 50*time.Millisecond, func() error {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return s.cfg.Objects.Put(pctx, key, obj)
+	}, func(attempt int, err error) {
+		if attempt == 1 || attempt%20 == 0 {
+			s.logger.Warn("WAL put failing; acks=all waits", "key", key, "attempt", attempt, "err", err)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("put WAL object %s: %w", key, err)
+	}
+	put := s.cfg.Now()
+	leads := make([]metadata.Leadership, len(shipping))
+	for i, p := range shipping {
+		leads[i] = p.lead
+	}
+	committed, fenced, err := s.store.CommitWAL(ctx, metadata.WALObject{Key: key, BrokerID: s.cfg.BrokerID, Seq: seq, Entries: idx.Entries}, leads)
+	for _, e := range committed {
+		for i, p := range shipping {
+			if p.topic == e.Topic && p.id == e.Partition && p.topicID == e.TopicID {
+				p.wal.advance(ends[i])
+			}
+		}
+	}
+	if len(fenced) > 0 {
+		s.dropFenced(ctx, shipping, fenced)
+	}
+	if s.metrics != nil {
+		s.metrics.walObjects.Inc()
+		s.metrics.walBytes.Add(float64(len(obj)))
+		s.metrics.walPutLatency.Observe(put.Sub(start).Seconds())
+		s.metrics.walCommitLatency.Observe(s.cfg.Now().Sub(put).Seconds())
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// dropFenced finds which of the partitions whose WAL commit failed its
+// fence this broker no longer leads, and drops them; the others' tails are
+// shipped again by the next flush.
+func (s *Server) dropFenced(ctx context.Context, shipping []*partition, fenced []metadata.WALEntry) {
+	for _, e := range fenced {
+		for _, p := range shipping {
+			if p.topic != e.Topic || p.id != e.Partition || p.topicID != e.TopicID {
+				continue
+			}
+			ok, err := s.store.LeadershipCurrent(ctx, p.lead)
+			if err == nil && !ok {
+				s.logger.Error("fenced: no longer the leader; the WAL commit was refused", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
+				s.dropPartition(p)
+			}
+		}
+	}
+}
+
+// rebuildFromWAL brings a partition's freshly opened local log up to the
+// committed end of its WAL (entries, sorted; floor: the end of the
+// uploaded segments): it appends the committed batches the log lacks,
+// read from the WAL objects, and returns the committed end - the high
+// watermark. A log that does not line up with the WAL (a gap, a batch
+// boundary that does not match) is reported with an error: the caller
+// discards it and rebuilds from a fresh log.
+func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []metadata.WALEntry, floor int64) (int64, error) {
+	_, next := l.Offsets()
+	committed := floor
+	for _, e := range entries {
+		committed = max(committed, e.LastOffset+1)
+	}
+	for _, e := range entries {
+		if e.LastOffset < next {
+			continue
+		}
+		if e.BaseOffset > next {
+			return committed, fmt.Errorf("the WAL has a gap: the log ends at %d, the next committed section starts at %d", next, e.BaseOffset)
+		}
+		var section []byte
+		err := tiering.Retry(ctx, 100*time.Millisecond, func() error {
+			b, err := s.cfg.Objects.GetRange(ctx, e.Object, e.Pos, e.Len)
+			section = b
+			return err
+		}, func(attempt int, err error) {
+			if attempt == 1 || attempt%10 == 0 {
+				s.logger.Warn("reading the WAL to rebuild a partition's tail", "topic", e.Topic, "partition", e.Partition, "attempt", attempt, "err", err)
+			}
+		})
+		if err != nil {
+			return committed, fmt.Errorf("read WAL section of %s/%d [%d, %d]: %w", e.Topic, e.Partition, e.BaseOffset, e.LastOffset, err)
+		}
+		batches, err := tiering.WALSectionBatches(section, e)
+		if err != nil {
+			return committed, fmt.Errorf("%w: %v", ErrDataLoss, err)
+		}
+		err = segment.ForEachBatch(batches, func(h segment.BatchHeader, b []byte) error {
+			last := h.BaseOffset + int64(h.LastOffsetDelta)
+			if last < next {
+				return nil
+			}
+			if h.BaseOffset != next {
+				return fmt.Errorf("a WAL batch [%d, %d] does not start at the log's end %d", h.BaseOffset, last, next)
+			}
+			first, _, err := l.Append(b)
+			if err != nil {
+				return err
+			}
+			if first != h.BaseOffset {
+				return fmt.Errorf("WAL batch at %d appended at %d", h.BaseOffset, first)
+			}
+			next = last + 1
+			return nil
+		})
+		if err != nil {
+			return committed, err
+		}
+	}
+	if next < committed {
+		return committed, fmt.Errorf("the log ends at %d after the WAL, committed is %d", next, committed)
+	}
+	if err := l.Sync(ctx, next); err != nil {
+		return committed, err
+	}
+	return committed, nil
+}
+
+// finalFlush commits what parts' logs hold before they are handed over
+// (bounded: a WAL that cannot be written leaves the tail to the local
+// log, as after a crash).
+func (s *Server) finalFlush(parts []*partition) {
+	if !s.cfg.WAL {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.flushWAL(ctx, parts); err != nil {
+		s.logger.Warn("final WAL flush", "err", err)
+	}
+}
