@@ -71,6 +71,12 @@ type Config struct {
 	WAL              bool
 	WALFlushInterval time.Duration
 	WALFlushBytes    int
+	// WALMaxAge seals a partition's active segment once its first record
+	// is this old (default 1 min), so that its WAL objects become garbage;
+	// WALGCInterval is how often the controller deletes them (default
+	// 10 s).
+	WALMaxAge     time.Duration
+	WALGCInterval time.Duration
 	Logger           *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -103,6 +109,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.WALFlushBytes <= 0 {
 		c.WALFlushBytes = 4 << 20
+	}
+	if c.WALMaxAge <= 0 {
+		c.WALMaxAge = time.Minute
+	}
+	if c.WALGCInterval <= 0 {
+		c.WALGCInterval = 10 * time.Second
 	}
 	if c.Objects == nil {
 		c.WAL = false
@@ -350,6 +362,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.loop(gctx, s.cfg.StateInterval, s.publishState) })
 	g.Go(func() error { return s.tierLoop(gctx) })
 	g.Go(func() error { return s.walLoop(gctx) })
+	g.Go(func() error { return s.loop(gctx, s.cfg.WALGCInterval, s.walGC) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
 	err = g.Wait()
 	s.setReady(false)

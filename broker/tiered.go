@@ -160,6 +160,14 @@ func (s *Server) checkDiskLimit() error {
 func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 	p.tierMu.Lock()
 	defer p.tierMu.Unlock()
+	if p.wal != nil {
+		// WAL objects are garbage only once sealed segments cover them:
+		// seal a quiet partition's tail after WALMaxAge, so the WAL
+		// stays short whatever the traffic.
+		if _, err := p.log.RollOlderThan(s.cfg.WALMaxAge); err != nil {
+			return err
+		}
+	}
 	uploaded := p.remoteEnd()
 	for _, seg := range p.log.Segments() {
 		if seg.Active || seg.NextOffset <= seg.BaseOffset || seg.NextOffset <= uploaded {

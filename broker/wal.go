@@ -332,3 +332,100 @@ func (s *Server) finalFlush(parts []*partition) {
 		s.logger.Warn("final WAL flush", "err", err)
 	}
 }
+
+// walGCBatch bounds the WAL objects one GC pass deletes.
+const walGCBatch = 1000
+
+// walGC deletes WAL objects whose every section is covered by uploaded
+// segments (or belongs to a deleted topic): first the commit records in
+// etcd, then the objects. Only the controller runs it, for the whole
+// cluster. A crash between the two leaves an object no record names: the
+// orphan sweep's to collect.
+func (s *Server) walGC(ctx context.Context) error {
+	if s.cfg.Objects == nil {
+		return nil
+	}
+	if _, ok := s.controllerFence(); !ok {
+		return nil
+	}
+	ws, err := s.store.ListWAL(ctx)
+	if err != nil || len(ws) == 0 {
+		return err
+	}
+	topics, err := s.store.ListTopics(ctx)
+	if err != nil {
+		return err
+	}
+	ids := map[string]string{}
+	for _, t := range topics {
+		ids[t.Name] = t.ID
+	}
+	type tp struct {
+		topic string
+		p     int32
+	}
+	sealed := map[tp]int64{}
+	sealedEnd := func(topic string, p int32) (int64, error) {
+		if end, ok := sealed[tp{topic, p}]; ok {
+			return end, nil
+		}
+		segs, err := s.store.ListSegments(ctx, topic, p)
+		if err != nil {
+			return 0, err
+		}
+		end := int64(0)
+		if n := len(segs); n > 0 {
+			end = segs[n-1].LastOffset + 1
+		}
+		sealed[tp{topic, p}] = end
+		return end, nil
+	}
+	records := map[string][]metadata.WALObject{}
+	var order []string
+	for _, w := range ws {
+		if _, ok := records[w.Key]; !ok {
+			order = append(order, w.Key)
+		}
+		records[w.Key] = append(records[w.Key], w)
+	}
+	deleted := 0
+	for _, key := range order {
+		garbage := true
+		for _, w := range records[key] {
+			for _, e := range w.Entries {
+				if ids[e.Topic] != e.TopicID {
+					continue // the topic (this incarnation) is gone
+				}
+				end, err := sealedEnd(e.Topic, e.Partition)
+				if err != nil {
+					return err
+				}
+				if end <= e.LastOffset {
+					garbage = false
+				}
+			}
+		}
+		if !garbage {
+			continue
+		}
+		for _, w := range records[key] {
+			if err := s.store.DeleteWAL(ctx, w); err != nil {
+				return err
+			}
+		}
+		if err := s.cfg.Objects.Delete(ctx, key); err != nil {
+			s.logger.Warn("delete WAL object (its record is gone; the orphan sweep will retry)", "key", key, "err", err)
+			continue
+		}
+		if s.metrics != nil {
+			s.metrics.walDeleted.Inc()
+		}
+		if deleted++; deleted >= walGCBatch {
+			break
+		}
+	}
+	if deleted > 0 {
+		s.logger.Debug("WAL objects garbage-collected", "deleted", deleted, "remaining", len(order)-deleted)
+	}
+	return nil
+}

@@ -444,7 +444,11 @@ func (l *Log) SetRollLimits(segmentBytes int64, age time.Duration) {
 }
 
 func (l *Log) tooOld(s *logSegment) bool {
-	return l.cfg.SegmentAge > 0 && !s.firstAppend.IsZero() && l.cfg.Now().Sub(s.firstAppend) >= l.cfg.SegmentAge
+	return olderThan(s, l.cfg.SegmentAge, l.cfg.Now())
+}
+
+func olderThan(s *logSegment, age time.Duration, now time.Time) bool {
+	return age > 0 && !s.firstAppend.IsZero() && now.Sub(s.firstAppend) >= age
 }
 
 // Roll seals the active segment and starts a new one, unless the active
@@ -470,12 +474,18 @@ func (l *Log) Roll() error {
 // MaybeRoll rolls the active segment when it is older than SegmentAge, so
 // an idle partition's tail is sealed too. It reports whether it rolled.
 func (l *Log) MaybeRoll() (bool, error) {
+	return l.RollOlderThan(l.cfg.SegmentAge)
+}
+
+// RollOlderThan rolls the active segment when its first batch was appended
+// at least age ago (0: never). It reports whether it rolled.
+func (l *Log) RollOlderThan(age time.Duration) (bool, error) {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.RLock()
 	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
 	l.mu.RUnlock()
-	if closed || failed != nil || active.size == 0 || !l.tooOld(active) {
+	if closed || failed != nil || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
 		return false, nil
 	}
 	_, err := l.rollLocked()
