@@ -77,7 +77,7 @@ type Config struct {
 	// 10 s).
 	WALMaxAge     time.Duration
 	WALGCInterval time.Duration
-	Logger           *slog.Logger
+	Logger        *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
