@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
 )
 
 // ErrOutOfOrderSequence is returned for a batch of an idempotent producer
@@ -123,17 +125,25 @@ func (p *partition) observe(h segment.BatchHeader, base int64) {
 	recordBatch(p.producers, h, base)
 }
 
-// rebuildProducers recovers the producers' state from the last two local
-// segments (retries come within seconds, so that covers them).
-func (p *partition) rebuildProducers() error {
+// rebuildProducers recovers the producers' state: from base (the state
+// as of offset from, read from the last uploaded segment's producer
+// snapshot) and the local batches at or after from; without a base, from
+// the last two local segments (retries come within seconds, so that
+// covers them).
+func (p *partition) rebuildProducers(base map[int64]*producerState, from int64) error {
 	p.prodMu.Lock()
 	defer p.prodMu.Unlock()
+	p.producers = cloneStates(base)
 	segs := p.log.Segments()
 	if len(segs) == 0 {
 		return nil
 	}
-	from := segs[max(0, len(segs)-2)].BaseOffset
-	_, end := p.log.Offsets()
+	localStart, end := p.log.Offsets()
+	if base == nil {
+		from = segs[max(0, len(segs)-2)].BaseOffset
+	}
+	from = max(from, localStart)
+	floor := from
 	for from < end {
 		res, err := p.log.Read(from, 8<<20)
 		if err != nil {
@@ -143,7 +153,7 @@ func (p *partition) rebuildProducers() error {
 			break
 		}
 		err = segment.ForEachBatch(res.Batches, func(h segment.BatchHeader, _ []byte) error {
-			if h.BaseOffset >= from {
+			if h.BaseOffset >= floor {
 				p.observe(h, h.BaseOffset)
 			}
 			return nil
@@ -154,4 +164,50 @@ func (p *partition) rebuildProducers() error {
 		from = res.Next
 	}
 	return nil
+}
+
+// cloneStates deep-copies producer states.
+func cloneStates(m map[int64]*producerState) map[int64]*producerState {
+	out := make(map[int64]*producerState, len(m))
+	for id, st := range m {
+		out[id] = st.clone()
+	}
+	return out
+}
+
+// maxSnapshotProducers bounds a producer snapshot: the producers whose
+// last batch is the most recent are kept.
+const maxSnapshotProducers = 10000
+
+// producerSnapshot renders states as of offset end.
+func producerSnapshot(states map[int64]*producerState, end int64) tiering.ProducerSnapshot {
+	snap := tiering.ProducerSnapshot{End: end}
+	for id, st := range states {
+		ps := tiering.ProducerState{ID: id, Epoch: st.epoch, LastSeq: st.lastSeq}
+		for _, r := range st.recent {
+			ps.Recent = append(ps.Recent, tiering.ProducerBatch{FirstSeq: r.firstSeq, LastSeq: r.lastSeq, Base: r.base, Last: r.last})
+		}
+		snap.Producers = append(snap.Producers, ps)
+	}
+	sort.Slice(snap.Producers, func(i, j int) bool {
+		a, b := snap.Producers[i].Recent, snap.Producers[j].Recent
+		return a[len(a)-1].Last > b[len(b)-1].Last
+	})
+	if len(snap.Producers) > maxSnapshotProducers {
+		snap.Producers = snap.Producers[:maxSnapshotProducers]
+	}
+	return snap
+}
+
+// statesFromSnapshot is the inverse of producerSnapshot.
+func statesFromSnapshot(snap tiering.ProducerSnapshot) map[int64]*producerState {
+	out := make(map[int64]*producerState, len(snap.Producers))
+	for _, ps := range snap.Producers {
+		st := &producerState{epoch: ps.Epoch, lastSeq: ps.LastSeq}
+		for _, r := range ps.Recent {
+			st.recent = append(st.recent, seqRange{firstSeq: r.FirstSeq, lastSeq: r.LastSeq, base: r.Base, last: r.Last})
+		}
+		out[ps.ID] = st
+	}
+	return out
 }

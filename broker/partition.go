@@ -58,8 +58,11 @@ type partition struct {
 	// rmu guards remote, the manifest of uploaded segments.
 	rmu    sync.RWMutex
 	remote remoteState
-	// tierMu serialises the partition's uploads and evictions.
-	tierMu sync.Mutex
+	// tierMu serialises the partition's uploads and evictions, and guards
+	// sealedProducers: the idempotent producers' state as of the end of
+	// the uploaded segments (what the next producer snapshot builds on).
+	tierMu          sync.Mutex
+	sealedProducers map[int64]*producerState
 	// prodMu guards producers (idempotent producers' sequences) and makes
 	// their check and the append one step.
 	prodMu    sync.Mutex

@@ -557,6 +557,10 @@ func (s *Server) partitionDir(t metadata.Topic, p int32) string {
 
 // openPartition takes the leadership of t/p and opens its log.
 func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t metadata.Topic, p int32, cfg TopicConfig) (*partition, error) {
+	// Bounded: opening runs under s.opening, and an object store that
+	// does not answer must not hold up every other partition.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	lead, err := s.store.AcquireLeadership(ctx, t, p, s.cfg.BrokerID, sess.Lease())
 	if err != nil {
 		return nil, err
@@ -661,7 +665,21 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		part.wal = newWALState(committed)
 	}
 	part.config.Store(&cfg)
-	if err := part.rebuildProducers(); err != nil {
+	var producers map[int64]*producerState
+	if n := len(entries); n > 0 && entries[n-1].Producers {
+		producers, err = s.loadProducerSnapshot(ctx, entries[n-1])
+		switch {
+		case errors.Is(err, ErrDataLoss):
+			// Serve the partition anyway: its records are intact; only
+			// retries of batches from before the tail may be duplicated.
+			s.logger.Error("producer snapshot unusable: idempotent producers' retries of older batches may be written twice", "topic", t.Name, "partition", p, "err", err)
+		case err != nil:
+			_ = l.Close()
+			return nil, err
+		}
+	}
+	part.sealedProducers = producers
+	if err := part.rebuildProducers(producers, sealedEnd); err != nil {
 		s.logger.Warn("rebuilding idempotent producers' state", "topic", t.Name, "partition", p, "err", err)
 	}
 	if s.cfg.Objects != nil {

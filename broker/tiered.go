@@ -196,6 +196,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 		entry metadata.SegmentEntry
 		err   error
 	)
+	producers := cloneStates(p.sealedProducers)
 	// Reading and compressing a segment is the broker's biggest burst of
 	// CPU; at a lower priority it yields to request handling.
 	lowprio.Do(func() {
@@ -206,9 +207,30 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 			return
 		}
 		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
+		if err == nil {
+			err = segment.ForEachBatch(batches, func(h segment.BatchHeader, _ []byte) error {
+				if h.ProducerID >= 0 {
+					recordBatch(producers, h, h.BaseOffset)
+				}
+				return nil
+			})
+		}
 	})
 	if err != nil {
 		return err
+	}
+	if len(producers) > 0 {
+		// The snapshot goes first: a committed segment that says it has
+		// one always has it.
+		snap, err := tiering.EncodeProducerSnapshot(producerSnapshot(producers, entry.LastOffset+1))
+		if err != nil {
+			return err
+		}
+		key := tiering.ProducerSnapshotKey(entry.Key)
+		if err := tiering.Retry(ctx, 200*time.Millisecond, func() error { return s.cfg.Objects.Put(ctx, key, snap) }, nil); err != nil {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
+		entry.Producers = true
 	}
 	err = tiering.Retry(ctx, 200*time.Millisecond, func() error {
 		return s.cfg.Objects.Put(ctx, entry.Key, obj)
@@ -232,6 +254,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 		}
 		return fmt.Errorf("commit %s: %w", entry.Key, err)
 	}
+	p.sealedProducers = producers
 	p.rmu.Lock()
 	p.remote.entries = append(p.remote.entries, entry)
 	p.remote.snapshotDirty = true
@@ -426,4 +449,27 @@ func (s *Server) remoteOffsetForTimestamp(p *partition, ts int64) (int64, bool, 
 		}
 	}
 	return e.LastOffset + 1, true, nil
+}
+
+// loadProducerSnapshot reads the producer snapshot written beside the
+// uploaded segment e.
+func (s *Server) loadProducerSnapshot(ctx context.Context, e metadata.SegmentEntry) (map[int64]*producerState, error) {
+	key := tiering.ProducerSnapshotKey(e.Key)
+	var b []byte
+	err := tiering.Retry(ctx, 100*time.Millisecond, func() error {
+		var err error
+		b, err = s.cfg.Objects.Get(ctx, key)
+		return err
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("broker: read producer snapshot %s: %w", key, err)
+	}
+	snap, err := tiering.DecodeProducerSnapshot(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: producer snapshot %s: %v", ErrDataLoss, key, err)
+	}
+	if snap.End != e.LastOffset+1 {
+		return nil, fmt.Errorf("%w: producer snapshot %s is as of offset %d, its segment ends at %d", ErrDataLoss, key, snap.End, e.LastOffset+1)
+	}
+	return statesFromSnapshot(snap), nil
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -79,21 +80,8 @@ func TestLocalDiskLimit(t *testing.T) {
 func TestIdempotentProducer(t *testing.T) {
 	b := startBroker(t)
 	b.createTopic(t, "idem", 1, nil)
-	mk := func(seq int32, n int) []byte {
-		recs := make([]segment.Record, n)
-		for i := range recs {
-			recs[i] = segment.Record{Value: []byte(fmt.Sprint("seq-", seq+int32(i)))}
-		}
-		return segment.AppendBatch(nil, segment.BatchOptions{ProducerID: 42, ProducerEpoch: 0, BaseSequence: seq}, recs)
-	}
-	send := func(batch []byte) *stratav1.PartitionResult {
-		r, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_LEADER,
-			Partitions: []*stratav1.PartitionRecords{{Topic: "idem", Records: batch}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.GetPartitions()[0]
-	}
+	mk := func(seq int32, n int) []byte { return idemBatch(42, seq, n, 0) }
+	send := func(batch []byte) *stratav1.PartitionResult { return b.sendBatch(t, "idem", batch) }
 	first := send(mk(0, 3))
 	if first.GetError() != nil || first.GetBaseOffset() != 0 || first.GetLastOffset() != 2 {
 		t.Fatalf("first batch: %v", first)
@@ -125,7 +113,7 @@ func TestIdempotentProducer(t *testing.T) {
 	part.prodMu.Lock()
 	part.producers = nil
 	part.prodMu.Unlock()
-	if err := part.rebuildProducers(); err != nil {
+	if err := part.rebuildProducers(nil, 0); err != nil {
 		t.Fatal(err)
 	}
 	if r := send(mk(3, 2)); r.GetError() != nil || r.GetBaseOffset() != 3 {
@@ -133,5 +121,95 @@ func TestIdempotentProducer(t *testing.T) {
 	}
 	if _, end := part.log.Offsets(); end != 7 {
 		t.Fatalf("log end %d, want 7: a retry was written twice", end)
+	}
+}
+
+// idemBatch is a batch of n records of idempotent producer pid from
+// sequence seq, each value padded to pad bytes.
+func idemBatch(pid int64, seq int32, n, pad int) []byte {
+	recs := make([]segment.Record, n)
+	for i := range recs {
+		recs[i] = segment.Record{Value: append([]byte(fmt.Sprint("seq-", seq+int32(i))), make([]byte, pad)...)}
+	}
+	return segment.AppendBatch(nil, segment.BatchOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq}, recs)
+}
+
+// sendBatch produces batch to partition 0 of topic with acks=leader and
+// returns the partition's result.
+func (b *testBroker) sendBatch(t *testing.T, topic string, batch []byte) *stratav1.PartitionResult {
+	t.Helper()
+	r, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_LEADER,
+		Partitions: []*stratav1.PartitionRecords{{Topic: topic, Records: batch}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.GetPartitions()[0]
+}
+
+// TestProducerSnapshot: the idempotent producers' state is written beside
+// each uploaded segment, so a leader whose local log no longer holds a
+// producer's batches (a new leader, or an evicted tail) still recognises
+// a retry of them: it answers with the original offsets and writes
+// nothing.
+func TestProducerSnapshot(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+	})
+	b.createTopic(t, "snap", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "local.retention.bytes": "0"})
+	// Producer 7's batches [0,2] and [3,4], then producer 8 fills segments
+	// until producer 7's are uploaded and evicted from the local log.
+	if r := b.sendBatch(t, "snap", idemBatch(7, 0, 3, 0)); r.GetError() != nil || r.GetBaseOffset() != 0 {
+		t.Fatalf("first batch: %v", r)
+	}
+	if r := b.sendBatch(t, "snap", idemBatch(7, 3, 2, 0)); r.GetError() != nil || r.GetBaseOffset() != 3 {
+		t.Fatalf("second batch: %v", r)
+	}
+	part, err := b.srv.partition("snap", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for seq := int32(0); ; seq++ {
+		if start, _ := part.log.Offsets(); start > 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("producer 7's batches not evicted from the local log after 20s")
+		}
+		if r := b.sendBatch(t, "snap", idemBatch(8, seq, 1, 4000)); r.GetError() != nil {
+			t.Fatalf("filler batch %d: %v", seq, r.GetError())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, end := part.log.Offsets()
+	// Without the snapshot the state is lost with the local log: the
+	// retry is refused as an unknown producer.
+	if err := part.rebuildProducers(nil, 0); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.sendBatch(t, "snap", idemBatch(7, 3, 2, 0)); codes.Code(r.GetError().GetCode()) != codes.OutOfRange {
+		t.Fatalf("retry without producer state: %v, want OUT_OF_RANGE (unknown producer)", r)
+	}
+	// With the last uploaded segment's snapshot, it is a recognised retry.
+	part.rmu.RLock()
+	last := part.remote.entries[len(part.remote.entries)-1]
+	part.rmu.RUnlock()
+	if !last.Producers {
+		t.Fatalf("the last uploaded segment %s has no producer snapshot", last.Key)
+	}
+	states, err := b.srv.loadProducerSnapshot(context.Background(), last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := part.rebuildProducers(states, last.LastOffset+1); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.sendBatch(t, "snap", idemBatch(7, 3, 2, 0)); r.GetError() != nil || r.GetBaseOffset() != 3 || r.GetLastOffset() != 4 {
+		t.Fatalf("retry with the snapshot's state: %v, want its original offsets [3, 4]", r)
+	}
+	if r := b.sendBatch(t, "snap", idemBatch(7, 5, 1, 0)); r.GetError() != nil || r.GetBaseOffset() != end {
+		t.Fatalf("producer 7's next batch: %v, want offset %d", r, end)
 	}
 }

@@ -149,6 +149,12 @@ type batch struct {
 	created  time.Time
 	attempts int
 	timer    *time.Timer // linger timer while open
+	// order is when the batch was opened (the producer's count of
+	// batches) and first the index of its first record in that batch
+	// (after splits): together the order its records were produced in,
+	// which a partition's retries keep whatever their sequences.
+	order int64
+	first int
 }
 
 // Producer batches records per partition and sends them to the partitions'
@@ -171,6 +177,7 @@ type Producer struct {
 		seqs    map[topicPartition]int32 // next sequence, with an idempotent producer
 		retries map[topicPartition]*retryQueue
 		pids    map[topicPartition]int64 // a partition's producer id once reset
+		batches int64                    // batches opened
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -237,7 +244,8 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 		b = nil
 	}
 	if b == nil {
-		b = &batch{tp: tp, created: time.Now()}
+		p.mu.batches++
+		b = &batch{tp: tp, created: time.Now(), order: p.mu.batches}
 		p.mu.open[tp] = b
 		if p.cfg.Linger > 0 {
 			b.timer = time.AfterFunc(p.cfg.Linger, func() { p.lingerDone(b) })
@@ -482,8 +490,8 @@ func (p *Producer) retry(b *batch, err error) {
 func (p *Producer) split(b *batch) {
 	mid := len(b.records) / 2
 	halves := [2]*batch{
-		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, pid: b.pid, seqSet: b.seqSet},
-		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), pid: b.pid, seqSet: b.seqSet},
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, pid: b.pid, seqSet: b.seqSet, order: b.order, first: b.first},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), pid: b.pid, seqSet: b.seqSet, order: b.order, first: b.first + mid},
 	}
 	for _, r := range halves[0].records {
 		halves[0].bytes += r.size()
@@ -566,8 +574,10 @@ type retryQueue struct {
 	timer   *time.Timer
 }
 
-// flushRetries sends a partition's waiting batches: those with sequences
-// in sequence order, then the others in the order they came.
+// flushRetries sends a partition's waiting batches in the order their
+// records were produced. (Not by sequence: batches renumbered under a new
+// producer id take their sequences when sent, and their errors may have
+// come back in any order, from the streams of different brokers.)
 func (p *Producer) flushRetries(tp topicPartition) {
 	p.mu.Lock()
 	q := p.mu.retries[tp]
@@ -576,12 +586,9 @@ func (p *Producer) flushRetries(tp topicPartition) {
 	if q == nil {
 		return
 	}
-	sort.SliceStable(q.batches, func(i, j int) bool {
+	sort.Slice(q.batches, func(i, j int) bool {
 		a, b := q.batches[i], q.batches[j]
-		if a.seqSet != b.seqSet {
-			return a.seqSet
-		}
-		return a.seqSet && a.baseSeq < b.baseSeq
+		return a.order < b.order || a.order == b.order && a.first < b.first
 	})
 	// One metadata refresh for the wave, then in order to the leader.
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)

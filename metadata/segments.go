@@ -23,6 +23,9 @@ type SegmentEntry struct {
 	RawSize    int64 `json:"raw_size"`
 	Epoch      int64 `json:"epoch"`
 	UploadedMs int64 `json:"uploaded_ms"`
+	// Producers is set when a producer snapshot (the idempotent
+	// producers' state as of the segment's end) was written beside it.
+	Producers bool `json:"producers,omitempty"`
 }
 
 func (s *Store) segmentKey(topic string, p int32, base int64) string {
