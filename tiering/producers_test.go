@@ -22,7 +22,7 @@ func TestProducerSnapshotRoundTrip(t *testing.T) {
 	for _, bad := range []string{
 		`{"version":2,"end":1,"producers":[]}`,
 		`{"version":1,"end":10,"producers":[{"id":1,"last_seq":0,"recent":[{"first_seq":0,"last_seq":0,"base":10,"last":10}]}]}`, // beyond end
-		`{"version":1,"end":99,"producers":[{"id":1,"last_seq":3,"recent":[{"first_seq":0,"last_seq":0,"base":1,"last":1}]}]}`,  // last seq mismatch
+		`{"version":1,"end":99,"producers":[{"id":1,"last_seq":3,"recent":[{"first_seq":0,"last_seq":0,"base":1,"last":1}]}]}`,   // last seq mismatch
 		`{"version":1,"end":99,"producers":[{"id":1,"last_seq":0,"recent":[]}]}`,
 		`{"version":1,"end":99,"producers":[{"id":1,"last_seq":1,"recent":[{"first_seq":1,"last_seq":1,"base":5,"last":5},{"first_seq":1,"last_seq":1,"base":6,"last":6}]}]}`,
 		`not json`,
