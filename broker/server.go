@@ -532,19 +532,33 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 	if sess == nil {
 		return fmt.Errorf("%w: no etcd session", ErrUnavailable)
 	}
+	// In parallel: a failover hands a broker many partitions at once, and
+	// each may rebuild its tail from the WAL.
 	var errs []error
+	var emu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(openConcurrency)
 	for _, p := range missing {
-		part, err := s.openPartition(ctx, sess, t, p, cfg)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.mu.Lock()
-		s.mu.partitions[partKey{t.Name, p}] = part
-		s.mu.Unlock()
+		g.Go(func() error {
+			part, err := s.openPartition(ctx, sess, t, p, cfg)
+			if err != nil {
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+				return nil
+			}
+			s.mu.Lock()
+			s.mu.partitions[partKey{t.Name, p}] = part
+			s.mu.Unlock()
+			return nil
+		})
 	}
+	_ = g.Wait()
 	return errors.Join(errs...)
 }
+
+// openConcurrency bounds the partitions a broker opens at once.
+const openConcurrency = 8
 
 // topicDir holds one incarnation of a topic's partition logs.
 func (s *Server) topicDir(name, id string) string {

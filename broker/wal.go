@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
@@ -264,50 +266,53 @@ func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []m
 	for _, e := range entries {
 		committed = max(committed, e.LastOffset+1)
 	}
+	var need []metadata.WALEntry
 	for _, e := range entries {
-		if e.LastOffset < next {
-			continue
+		if e.LastOffset >= next {
+			need = append(need, e)
 		}
-		if e.BaseOffset > next {
-			return committed, fmt.Errorf("the WAL has a gap: the log ends at %d, the next committed section starts at %d", next, e.BaseOffset)
-		}
-		var section []byte
-		err := tiering.Retry(ctx, 100*time.Millisecond, func() error {
-			b, err := s.cfg.Objects.GetRange(ctx, e.Object, e.Pos, e.Len)
-			section = b
-			return err
-		}, func(attempt int, err error) {
-			if attempt == 1 || attempt%10 == 0 {
-				s.logger.Warn("reading the WAL to rebuild a partition's tail", "topic", e.Topic, "partition", e.Partition, "attempt", attempt, "err", err)
-			}
-		})
-		if err != nil {
-			return committed, fmt.Errorf("read WAL section of %s/%d [%d, %d]: %w", e.Topic, e.Partition, e.BaseOffset, e.LastOffset, err)
-		}
-		batches, err := tiering.WALSectionBatches(section, e)
-		if err != nil {
-			return committed, fmt.Errorf("%w: %v", ErrDataLoss, err)
-		}
-		err = segment.ForEachBatch(batches, func(h segment.BatchHeader, b []byte) error {
-			last := h.BaseOffset + int64(h.LastOffsetDelta)
-			if last < next {
-				return nil
-			}
-			if h.BaseOffset != next {
-				return fmt.Errorf("a WAL batch [%d, %d] does not start at the log's end %d", h.BaseOffset, last, next)
-			}
-			first, _, err := l.Append(b)
-			if err != nil {
+	}
+	// Sections are fetched walRebuildWindow at a time, in parallel, and
+	// appended in order.
+	for lo := 0; lo < len(need); lo += walRebuildWindow {
+		chunk := need[lo:min(lo+walRebuildWindow, len(need))]
+		sections := make([][]byte, len(chunk))
+		g, gctx := errgroup.WithContext(ctx)
+		for i, e := range chunk {
+			g.Go(func() error {
+				b, err := s.readWALSection(gctx, e)
+				sections[i] = b
 				return err
-			}
-			if first != h.BaseOffset {
-				return fmt.Errorf("WAL batch at %d appended at %d", h.BaseOffset, first)
-			}
-			next = last + 1
-			return nil
-		})
-		if err != nil {
+			})
+		}
+		if err := g.Wait(); err != nil {
 			return committed, err
+		}
+		for i, e := range chunk {
+			if e.BaseOffset > next {
+				return committed, fmt.Errorf("the WAL has a gap: the log ends at %d, the next committed section starts at %d", next, e.BaseOffset)
+			}
+			err := segment.ForEachBatch(sections[i], func(h segment.BatchHeader, b []byte) error {
+				last := h.BaseOffset + int64(h.LastOffsetDelta)
+				if last < next {
+					return nil
+				}
+				if h.BaseOffset != next {
+					return fmt.Errorf("a WAL batch [%d, %d] does not start at the log's end %d", h.BaseOffset, last, next)
+				}
+				first, _, err := l.Append(b)
+				if err != nil {
+					return err
+				}
+				if first != h.BaseOffset {
+					return fmt.Errorf("WAL batch at %d appended at %d", h.BaseOffset, first)
+				}
+				next = last + 1
+				return nil
+			})
+			if err != nil {
+				return committed, err
+			}
 		}
 	}
 	if next < committed {
@@ -317,6 +322,31 @@ func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []m
 		return committed, err
 	}
 	return committed, nil
+}
+
+// walRebuildWindow is how many WAL sections a rebuild fetches at once.
+const walRebuildWindow = 32
+
+// readWALSection fetches and checks one committed WAL section.
+func (s *Server) readWALSection(ctx context.Context, e metadata.WALEntry) ([]byte, error) {
+	var section []byte
+	err := tiering.Retry(ctx, 100*time.Millisecond, func() error {
+		b, err := s.cfg.Objects.GetRange(ctx, e.Object, e.Pos, e.Len)
+		section = b
+		return err
+	}, func(attempt int, err error) {
+		if attempt == 1 || attempt%10 == 0 {
+			s.logger.Warn("reading the WAL to rebuild a partition's tail", "topic", e.Topic, "partition", e.Partition, "attempt", attempt, "err", err)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read WAL section of %s/%d [%d, %d] in %s: %w", e.Topic, e.Partition, e.BaseOffset, e.LastOffset, e.Object, err)
+	}
+	batches, err := tiering.WALSectionBatches(section, e)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDataLoss, err)
+	}
+	return batches, nil
 }
 
 // finalFlush commits what parts' logs hold before they are handed over

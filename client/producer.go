@@ -551,9 +551,10 @@ func newProducerID() int64 {
 }
 
 // queueRetry holds a failed batch of an idempotent producer in its
-// partition's retry queue; after d, the whole queue is sent again in
-// sequence order, since the leader takes a partition's batches only in
-// order. While a partition has batches waiting, its new batches wait too.
+// partition's retry queue; after d, the whole queue is sent again in the
+// order its records were produced, since the leader takes a partition's
+// batches only in sequence order. While a partition has batches waiting,
+// its new batches wait too.
 func (p *Producer) queueRetry(b *batch, d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -563,39 +564,73 @@ func (p *Producer) queueRetry(b *batch, d time.Duration) {
 		p.mu.retries[b.tp] = q
 	}
 	q.batches = append(q.batches, b)
+	if q.flushing {
+		q.failed = true // the flush arms the timer again when it is done
+		return
+	}
 	if q.timer == nil {
 		q.timer = time.AfterFunc(d, func() { p.flushRetries(b.tp) })
 	}
 }
 
-// retryQueue is a partition's batches waiting to be sent again.
+// retryQueue is a partition's batches waiting to be sent again. While
+// flushing, the queue stays in place, so that batches produced meanwhile
+// line up behind the wave instead of overtaking it; failed is set when one
+// of the wave failed again meanwhile.
 type retryQueue struct {
-	batches []*batch
-	timer   *time.Timer
+	batches  []*batch
+	timer    *time.Timer
+	flushing bool
+	failed   bool
 }
 
 // flushRetries sends a partition's waiting batches in the order their
 // records were produced. (Not by sequence: batches renumbered under a new
 // producer id take their sequences when sent, and their errors may have
-// come back in any order, from the streams of different brokers.)
+// come back in any order, from the streams of different brokers.) Batches
+// that arrive while it routes are routed after them, until none are left.
 func (p *Producer) flushRetries(tp topicPartition) {
-	p.mu.Lock()
-	q := p.mu.retries[tp]
-	delete(p.mu.retries, tp)
-	p.mu.Unlock()
-	if q == nil {
-		return
-	}
-	sort.Slice(q.batches, func(i, j int) bool {
-		a, b := q.batches[i], q.batches[j]
-		return a.order < b.order || a.order == b.order && a.first < b.first
-	})
 	// One metadata refresh for the wave, then in order to the leader.
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	_, _ = p.c.leaderAddr(ctx, tp.topic, tp.p, true)
 	cancel()
-	for _, b := range q.batches {
-		p.route(b, false)
+	for {
+		p.mu.Lock()
+		q := p.mu.retries[tp]
+		switch {
+		case q == nil:
+			p.mu.Unlock()
+			return
+		case len(q.batches) == 0:
+			delete(p.mu.retries, tp)
+			p.mu.Unlock()
+			return
+		case q.failed:
+			// Part of the wave failed already: wait again, the rest behind.
+			q.failed, q.flushing = false, false
+			q.timer = time.AfterFunc(backoff(p.cfg.RetryBackoff, 1), func() { p.flushRetries(tp) })
+			p.mu.Unlock()
+			return
+		}
+		bs := q.batches
+		q.batches, q.flushing = nil, true
+		p.mu.Unlock()
+		sort.Slice(bs, func(i, j int) bool {
+			a, b := bs[i], bs[j]
+			return a.order < b.order || a.order == b.order && a.first < b.first
+		})
+		for i, b := range bs {
+			p.route(b, false)
+			p.mu.Lock()
+			if q.failed && i+1 < len(bs) {
+				// It could not even be sent: the rest must not overtake it
+				// (renumbered batches take their sequences when sent).
+				q.batches = append(bs[i+1:], q.batches...)
+				p.mu.Unlock()
+				break
+			}
+			p.mu.Unlock()
+		}
 	}
 }
 
