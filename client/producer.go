@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -67,9 +68,14 @@ type ProducerConfig struct {
 	// Idempotent gives the producer an id and numbers its records per
 	// partition (the RecordBatch producer id and sequence), so the leader
 	// writes a batch once however often it is retried - a retry after a
-	// lost acknowledgement no longer duplicates - and keeps each
-	// partition's batches in order. The leader remembers sequences in its
-	// log; they do not survive a failover to another broker yet.
+	// lost acknowledgement no longer duplicates, across failovers too -
+	// and writes each partition's batches in the order they were
+	// produced. A retry of a batch written so long ago that the leader no
+	// longer remembers its offsets (it keeps a producer's last 5 batches)
+	// is acknowledged with Record.Offset -1. After a batch fails (out of
+	// retries or DeliveryTimeout) the partition continues under a new
+	// producer id, and batches in flight at that moment may be written
+	// twice.
 	Idempotent bool
 }
 
@@ -143,12 +149,20 @@ type batch struct {
 	promises []Promise
 	bytes    int // estimated, as charged to the in-flight budget
 	encoded  []byte
-	baseSeq  int32 // with an idempotent producer, the first record's sequence
-	pid      int64 // and the producer id it was numbered under
-	seqSet   bool
-	created  time.Time
-	attempts int
-	timer    *time.Timer // linger timer while open
+	// With an idempotent producer: the producer id and first sequence the
+	// batch is numbered with (when it closes, in the order the
+	// partition's records were produced; renumbered, in that order, when
+	// the partition starts a new id), and version, bumped by each
+	// renumbering (guarded by Producer.mu). encVersion and encPid are what
+	// encoded was built with (sink goroutine only).
+	pid        int64
+	baseSeq    int32
+	version    int
+	encVersion int
+	encPid     int64
+	created    time.Time
+	attempts   int
+	timer      *time.Timer // linger timer while open
 	// order is when the batch was opened (the producer's count of
 	// batches) and first the index of its first record in that batch
 	// (after splits): together the order its records were produced in,
@@ -177,7 +191,10 @@ type Producer struct {
 		seqs    map[topicPartition]int32 // next sequence, with an idempotent producer
 		retries map[topicPartition]*retryQueue
 		pids    map[topicPartition]int64 // a partition's producer id once reset
-		batches int64                    // batches opened
+		// unacked are an idempotent producer's numbered, unresolved
+		// batches per partition, in sequence order.
+		unacked map[topicPartition][]*batch
+		batches int64 // batches opened
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -193,6 +210,7 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p.mu.limits = map[string]int{}
 	p.mu.seqs = map[topicPartition]int32{}
 	p.mu.retries = map[topicPartition]*retryQueue{}
+	p.mu.unacked = map[topicPartition][]*batch{}
 	p.mu.pids = map[topicPartition]int64{}
 	p.producerID = -1
 	if cfg.Idempotent {
@@ -329,41 +347,52 @@ func (p *Producer) lingerDone(b *batch) {
 	p.dispatch(b, false)
 }
 
-// closeBatchLocked removes b from the open batches; the sink encodes it
+// closeBatchLocked removes b from the open batches; with an idempotent
+// producer it takes its sequence numbers now, in the order the
+// partition's records were produced, which is the only order the leader
+// will write them in whatever order retries reach it. The sink encodes it
 // when it first sends it.
 func (p *Producer) closeBatchLocked(b *batch) *batch {
 	delete(p.mu.open, b.tp)
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	return b
-}
-
-// encode builds b's RecordBatch once, when it is first sent. With an
-// idempotent producer the batch then takes its sequence numbers: in the
-// order batches are sent (one sink goroutine per broker), which is the
-// order the leader must see them in. A retry resends the same bytes.
-func (p *Producer) encode(b *batch) {
-	if b.encoded != nil {
-		return
-	}
-	if p.producerID >= 0 && !b.seqSet {
-		p.mu.Lock()
+	if p.producerID >= 0 {
 		b.pid = p.pidLocked(b.tp)
 		b.baseSeq = p.mu.seqs[b.tp]
 		p.mu.seqs[b.tp] = b.baseSeq + int32(len(b.records))
-		p.mu.Unlock()
-		b.seqSet = true
+		p.mu.unacked[b.tp] = append(p.mu.unacked[b.tp], b)
 	}
+	return b
+}
+
+// encode builds b's RecordBatch when it is first sent, and again after its
+// partition renumbered its batches; otherwise a retry resends the same
+// bytes.
+func (p *Producer) encode(b *batch) {
+	if p.producerID >= 0 {
+		p.mu.Lock()
+		pid, seq, version := b.pid, b.baseSeq, b.version
+		p.mu.Unlock()
+		if b.encoded != nil && b.encVersion == version {
+			return
+		}
+		b.encoded = p.appendBatch(b, segment.BatchOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq})
+		b.encVersion, b.encPid = version, pid
+		return
+	}
+	if b.encoded == nil {
+		b.encoded = p.appendBatch(b, segment.NoProducer)
+	}
+}
+
+// appendBatch renders b's records as one RecordBatch.
+func (p *Producer) appendBatch(b *batch, opts segment.BatchOptions) []byte {
 	recs := make([]segment.Record, len(b.records))
 	for i, r := range b.records {
 		recs[i] = segment.Record{Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, Headers: r.Headers}
 	}
-	opts := segment.NoProducer
-	if p.producerID >= 0 {
-		opts = segment.BatchOptions{ProducerID: b.pid, ProducerEpoch: 0, BaseSequence: b.baseSeq}
-	}
-	b.encoded = segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), opts, recs)
+	return segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), opts, recs)
 }
 
 // flushOpen sends every open batch now.
@@ -419,10 +448,18 @@ func (p *Producer) Close() error {
 // resolve completes a batch: every record's promise is called and its
 // budget released.
 func (p *Producer) resolve(b *batch, base int64, err error) {
-	if err != nil && b.seqSet && p.producerID >= 0 {
-		// Its sequences will never be written: later batches of the
-		// partition would wait for them forever. Start a new id.
-		p.resetPartition(b.tp, b.pid)
+	if p.producerID >= 0 {
+		p.mu.Lock()
+		q := p.mu.unacked[b.tp]
+		if i := slices.Index(q, b); i >= 0 {
+			p.mu.unacked[b.tp] = slices.Delete(q, i, i+1)
+		}
+		if err != nil && b.pid == p.pidLocked(b.tp) {
+			// Its sequences will never be written: later batches of the
+			// partition would wait for them forever. Start a new id.
+			p.resetLocked(b.tp)
+		}
+		p.mu.Unlock()
 	}
 	// The budget is released first, so a promise may Produce again.
 	p.budget.Release(int64(b.bytes))
@@ -449,20 +486,19 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 // retry schedules b again after a retriable error, or fails it when it is
 // out of tries or time.
 func (p *Producer) retry(b *batch, err error) {
-	if p.producerID >= 0 && b.seqSet {
-		switch code := status.Code(err); {
-		case code == codes.OutOfRange:
-			// The leader does not know this producer id (a new leader, or
-			// one whose log no longer holds it): the partition starts a
-			// new id at sequence 0, and this batch is renumbered.
-			p.resetPartition(b.tp, b.pid)
-			fallthrough
-		case code == codes.Aborted && p.staleID(b):
-			// Numbered under an id the partition has left: renumber.
-			b.encoded, b.seqSet = nil, false
-			p.queueRetry(b, backoff(p.cfg.RetryBackoff, 1))
-			return
+	if p.producerID >= 0 && status.Code(err) == codes.OutOfRange {
+		// The leader does not know this producer id (a new leader, or one
+		// whose log no longer holds it). If this is the partition's oldest
+		// unresolved batch, sent with its current numbering, the
+		// partition starts a new id at sequence 0 from this batch on
+		// (later batches: their turn comes after it).
+		p.mu.Lock()
+		if q := p.mu.unacked[b.tp]; len(q) > 0 && q[0] == b && b.encPid == p.pidLocked(b.tp) {
+			p.resetLocked(b.tp)
 		}
+		p.mu.Unlock()
+		p.queueRetry(b, backoff(p.cfg.RetryBackoff, 1))
+		return
 	}
 	// An out-of-order sequence means an earlier batch of the partition is
 	// being retried: wait for it without spending a try (DeliveryTimeout
@@ -490,8 +526,20 @@ func (p *Producer) retry(b *batch, err error) {
 func (p *Producer) split(b *batch) {
 	mid := len(b.records) / 2
 	halves := [2]*batch{
-		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq, pid: b.pid, seqSet: b.seqSet, order: b.order, first: b.first},
-		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, baseSeq: b.baseSeq + int32(mid), pid: b.pid, seqSet: b.seqSet, order: b.order, first: b.first + mid},
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, order: b.order, first: b.first},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, order: b.order, first: b.first + mid},
+	}
+	if p.producerID >= 0 {
+		// The halves take b's sequences and place.
+		p.mu.Lock()
+		for i, h := range halves {
+			h.pid, h.baseSeq, h.version = b.pid, b.baseSeq+int32(i*mid), b.version
+		}
+		q := p.mu.unacked[b.tp]
+		if i := slices.Index(q, b); i >= 0 {
+			p.mu.unacked[b.tp] = slices.Replace(q, i, i+1, halves[0], halves[1])
+		}
+		p.mu.Unlock()
 	}
 	for _, r := range halves[0].records {
 		halves[0].bytes += r.size()
@@ -515,25 +563,20 @@ func backoff(base time.Duration, attempt int) time.Duration {
 	return d - d/4 + time.Duration(rand.Int64N(int64(d/2)+1))
 }
 
-// resetPartition gives the partition a new producer id, from sequence 0,
-// unless that already happened since batches were numbered under old.
-func (p *Producer) resetPartition(tp topicPartition, old int64) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.pidLocked(tp) != old {
-		return
+// resetLocked gives the partition a new producer id and renumbers its
+// unresolved batches from sequence 0, in order; each is encoded again
+// when next sent.
+func (p *Producer) resetLocked(tp topicPartition) {
+	pid := newProducerID()
+	p.mu.pids[tp] = pid
+	seq := int32(0)
+	for _, b := range p.mu.unacked[tp] {
+		b.pid, b.baseSeq = pid, seq
+		b.version++
+		seq += int32(len(b.records))
 	}
-	p.mu.pids[tp] = newProducerID()
-	p.mu.seqs[tp] = 0
-	p.c.logger.Debug("idempotent producer: new producer id for the partition", "topic", tp.topic, "partition", tp.p)
-}
-
-// staleID reports whether b was numbered under a producer id its partition
-// has since left.
-func (p *Producer) staleID(b *batch) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pidLocked(b.tp) != b.pid
+	p.mu.seqs[tp] = seq
+	p.c.logger.Debug("idempotent producer: new producer id for the partition", "topic", tp.topic, "partition", tp.p, "renumbered", len(p.mu.unacked[tp]))
 }
 
 // pidLocked is the partition's current producer id.
@@ -903,6 +946,14 @@ func (s *sink) handle(req *request, resp *stratav1.ProduceResponse) {
 			// Above the topic's max.message.bytes: send it in halves, in
 			// order (a single record that is too large fails).
 			s.p.split(b)
+			continue
+		}
+		if e := r.GetError(); e != nil && codes.Code(e.GetCode()) == codes.AlreadyExists && s.p.producerID >= 0 {
+			// A retry of a batch the leader wrote too long ago to remember
+			// where: its sequences are at or below the last written, and
+			// under one producer id a sequence is only ever one record, so
+			// it is in the log. Acknowledged, at offsets unknown (-1).
+			s.p.resolve(b, -1, nil)
 			continue
 		}
 		if e := r.GetError(); e != nil {
