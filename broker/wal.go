@@ -195,7 +195,9 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 	}
 	seq := start.UnixNano()
 	key := tiering.WALKey(s.cfg.BrokerID, seq)
-	err = tiering.Retry(ctx, 50*time.Millisecond, func() error {
+	// acks=all waits on it: retry often, so that the WAL resumes within a
+	// second of the store's return.
+	err = tiering.RetryUpTo(ctx, 50*time.Millisecond, time.Second, func() error {
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		return s.cfg.Objects.Put(pctx, key, obj)

@@ -93,6 +93,12 @@ func waitTier(t *testing.T, c *client.Client, what string, cond func(*stratav1.T
 // acknowledged value is at its offset, exactly once.
 func checkAll(t *testing.T, c *client.Client, acked map[string]int64) {
 	t.Helper()
+	// acks=leader records become readable once the WAL commits them.
+	end := int64(0)
+	for _, off := range acked {
+		end = max(end, off+1)
+	}
+	waitHighWatermark(t, c, tierTopic, 0, end)
 	got := consumeAll(t, c, tierTopic, 0)
 	at := make(map[int64]string, len(got))
 	seen := map[string]int{}
@@ -355,4 +361,23 @@ func TestTieredStorage(t *testing.T) {
 			t.Fatalf("reading intact offset %d after the damage: %d records, %v", last, len(got), err)
 		}
 	})
+}
+
+// waitHighWatermark waits (at most 30 s) until topic/p's high watermark
+// reaches end.
+func waitHighWatermark(t *testing.T, c *client.Client, topic string, p int32, end int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		r, err := c.ListOffsets(ctx, topic, p, &stratav1.OffsetSpec{Spec: &stratav1.OffsetSpec_Latest{Latest: true}})
+		cancel()
+		if err == nil && r.GetHighWatermark() >= end {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("high watermark of %s/%d did not reach %d within 30s (last: %v, %v)", topic, p, end, r, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -17,6 +17,11 @@ import (
 // exponential backoff (base doubling to 30 s) between tries. onRetry, if
 // not nil, sees each retriable failure.
 func Retry(ctx context.Context, base time.Duration, fn func() error, onRetry func(attempt int, err error)) error {
+	return RetryUpTo(ctx, base, 30*time.Second, fn, onRetry)
+}
+
+// RetryUpTo is Retry with the backoff capped at maxWait.
+func RetryUpTo(ctx context.Context, base, maxWait time.Duration, fn func() error, onRetry func(attempt int, err error)) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
 		if err == nil || !objstore.IsRetriable(err) {
@@ -25,7 +30,7 @@ func Retry(ctx context.Context, base time.Duration, fn func() error, onRetry fun
 		if onRetry != nil {
 			onRetry(attempt, err)
 		}
-		d := min(base<<min(attempt-1, 16), 30*time.Second)
+		d := min(base<<min(attempt-1, 16), maxWait)
 		d = d/2 + time.Duration(rand.Int64N(int64(d)+1))
 		t := time.NewTimer(d)
 		select {
