@@ -115,12 +115,11 @@ func (s *Server) Restart() {
 
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(s.Endpoint() + "/minio/health/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		// /minio/health/ready answers before the object layer is up
+		// (requests then fail with XMinioServerNotInitialized);
+		// /minio/health/cluster only once it has write quorum.
+		if healthy(s.Endpoint()+"/minio/health/ready") && healthy(s.Endpoint()+"/minio/health/cluster") {
+			return
 		}
 		select {
 		case <-done:
@@ -170,4 +169,14 @@ func (s *Server) MakeBucket(t testing.TB, name string) {
 	if err := s.Client(t).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
 		t.Fatalf("make bucket %s: %v", name, err)
 	}
+}
+
+// healthy reports whether url answers 200 OK.
+func healthy(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
