@@ -2,8 +2,11 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/strata-stream/strata/metadata"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
@@ -66,11 +69,16 @@ func (cs consumeService) Consume(req *stratav1.ConsumeRequest, stream stratav1.C
 	if req.GetMaxBytes() < 0 || req.GetMinBytes() < 0 {
 		return toStatus(fmt.Errorf("%w: negative byte limits", ErrInvalidRequest))
 	}
-	part, err := s.partition(req.GetTopic(), req.GetPartition())
+	spec, err := offsetSpec(req.GetStart())
 	if err != nil {
 		return toStatus(err)
 	}
-	spec, err := offsetSpec(req.GetStart())
+	part, err := s.partition(req.GetTopic(), req.GetPartition())
+	if errors.Is(err, ErrNotLeader) && s.reader != nil {
+		// Not the leader: records already in the bucket are served from
+		// it here all the same; the rest is the leader's.
+		return s.consumeRemote(ctx, req, spec, maxBytes, err, stream)
+	}
 	if err != nil {
 		return toStatus(err)
 	}
@@ -129,4 +137,83 @@ func (cs consumeService) ListOffsets(ctx context.Context, req *stratav1.ListOffs
 		}
 	}
 	return resp, nil
+}
+
+// consumeRemote serves a partition this broker does not lead from its
+// uploaded segments (any broker can: the manifest is in etcd, the objects
+// in the bucket), from an exact offset or the earliest one, until the
+// uploaded end; there, or for any other start, it ends the stream with
+// notLeader, the error that sends the client to the leader.
+func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest, spec OffsetSpec, maxBytes int, notLeader error, stream stratav1.ConsumeService_ConsumeServer) error {
+	topic, p := req.GetTopic(), req.GetPartition()
+	entries, err := s.store.ListSegments(ctx, topic, p)
+	if err != nil {
+		return toStatus(fmt.Errorf("%w: %v", ErrUnavailable, err))
+	}
+	var next int64
+	switch {
+	case len(entries) == 0:
+		return toStatus(notLeader)
+	case spec.Kind == OffsetEarliest:
+		next = entries[0].BaseOffset
+	case spec.Kind == OffsetExact && spec.Value >= entries[0].BaseOffset:
+		next = spec.Value
+	case spec.Kind == OffsetExact:
+		return toStatus(fmt.Errorf("%w: offset %d of %s/%d is below the log start %d", ErrOffsetOutOfRange, spec.Value, topic, p, entries[0].BaseOffset))
+	default:
+		return toStatus(notLeader)
+	}
+	for range 100000 { // bounded: each turn sends or ends
+		e, ok := entryAt(entries, next)
+		if !ok && next <= entries[len(entries)-1].LastOffset {
+			// A gap in the manifest (records lost before upload): skip it.
+			for _, c := range entries {
+				if c.BaseOffset > next {
+					next, e, ok = c.BaseOffset, c, true
+					break
+				}
+			}
+		}
+		if !ok {
+			// Beyond what this broker knew was uploaded: look again once.
+			if entries, err = s.store.ListSegments(ctx, topic, p); err != nil {
+				return toStatus(fmt.Errorf("%w: %v", ErrUnavailable, err))
+			}
+			if e, ok = entryAt(entries, next); !ok {
+				return toStatus(notLeader)
+			}
+		}
+		b, n, err := s.reader.Read(ctx, e, next, maxBytes)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return toStatus(remoteReadError(topic, p, e, err))
+		}
+		if s.metrics != nil {
+			s.metrics.fetchRequests.Inc()
+			s.metrics.bytesOut.WithLabelValues(topic).Add(float64(len(b)))
+			s.metrics.remoteReadBytes.WithLabelValues(topic).Add(float64(len(b)))
+		}
+		if err := stream.Send(&stratav1.ConsumeResponse{
+			Records:        b,
+			NextOffset:     n,
+			HighWatermark:  entries[len(entries)-1].LastOffset + 1,
+			LogStartOffset: entries[0].BaseOffset,
+		}); err != nil {
+			return nil
+		}
+		next = n
+	}
+	return nil
+}
+
+// entryAt returns the manifest entry holding offset.
+func entryAt(entries []metadata.SegmentEntry, offset int64) (metadata.SegmentEntry, bool) {
+	for _, e := range entries {
+		if e.BaseOffset <= offset && offset <= e.LastOffset {
+			return e, true
+		}
+	}
+	return metadata.SegmentEntry{}, false
 }

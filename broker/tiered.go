@@ -351,15 +351,8 @@ func (s *Server) readRemote(ctx context.Context, p *partition, from int64, maxBy
 		return nil, from, fmt.Errorf("%w: offset %d of %s/%d, log has [%d, %d]", ErrOffsetOutOfRange, from, p.topic, p.id, start, end)
 	}
 	b, next, err := s.reader.Read(ctx, e, from, maxBytes)
-	switch {
-	case errors.Is(err, tiering.ErrCorruptObject):
-		return nil, from, fmt.Errorf("%w: %s/%d: %v", ErrDataLoss, p.topic, p.id, err)
-	case errors.Is(err, objstore.ErrNotExist):
-		return nil, from, fmt.Errorf("%w: %s/%d: uploaded object %s is missing: %v", ErrDataLoss, p.topic, p.id, e.Key, err)
-	case objstore.IsRetriable(err):
-		return nil, from, fmt.Errorf("%w: object store: %v", ErrUnavailable, err)
-	case err != nil:
-		return nil, from, err
+	if err != nil {
+		return nil, from, remoteReadError(p.topic, p.id, e, err)
 	}
 	if s.metrics != nil {
 		s.metrics.remoteReadBytes.WithLabelValues(p.topic).Add(float64(len(b)))
@@ -472,4 +465,17 @@ func (s *Server) loadProducerSnapshot(ctx context.Context, e metadata.SegmentEnt
 		return nil, fmt.Errorf("%w: producer snapshot %s is as of offset %d, its segment ends at %d", ErrDataLoss, key, snap.End, e.LastOffset+1)
 	}
 	return statesFromSnapshot(snap), nil
+}
+
+// remoteReadError classifies a failed read of the uploaded segment e.
+func remoteReadError(topic string, p int32, e metadata.SegmentEntry, err error) error {
+	switch {
+	case errors.Is(err, tiering.ErrCorruptObject):
+		return fmt.Errorf("%w: %s/%d: %v", ErrDataLoss, topic, p, err)
+	case errors.Is(err, objstore.ErrNotExist):
+		return fmt.Errorf("%w: %s/%d: uploaded object %s is missing: %v", ErrDataLoss, topic, p, e.Key, err)
+	case objstore.IsRetriable(err):
+		return fmt.Errorf("%w: object store: %v", ErrUnavailable, err)
+	}
+	return err
 }

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
 	"github.com/strata-stream/strata/internal/miniotest"
@@ -264,4 +266,114 @@ func TestFrozenLeaderIsFenced(t *testing.T) {
 	if l := leaders(t, oc, "fz")[0]; l == old {
 		t.Fatalf("partition 0 went back to the fenced broker %d", old)
 	}
+}
+
+// TestTieredReadsFromAnyBroker: a broker that does not lead a partition
+// serves its uploaded records from the bucket (the manifest is in etcd),
+// byte-identical, then ends the stream with the not-the-leader status
+// that sends the client to the leader for the rest - also while the
+// leader is down and nobody has taken over yet.
+func TestTieredReadsFromAnyBroker(t *testing.T) {
+	cc := startChaosCluster(t, "anyread", 6*time.Second, []string{"", "", ""})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if _, err := cc.c.CreateTopic(ctx, "anyread", 1, map[string]string{"segment.bytes": "65536", "max.message.bytes": "16384"}); err != nil {
+		t.Fatal(err)
+	}
+	var leader int32
+	for deadline := time.Now().Add(20 * time.Second); leader <= 0; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader for anyread/0 after 20s")
+		}
+		leader = leaders(t, cc.c, "anyread")[0]
+	}
+	const n = 3000
+	value := func(i int) string { return fmt.Sprintf("r-%05d-%s", i, strings.Repeat("x", 100)) }
+	p := cc.c.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_ALL, ManualPartitions: true})
+	recs := make([]*client.Record, n)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: "anyread", Partition: 0, Value: []byte(value(i))}
+	}
+	if err := p.ProduceSync(ctx, recs...); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+
+	// readFrom consumes anyread/0 from the earliest offset at addr until
+	// the stream ends, and returns the values and how it ended.
+	readFrom := func(addr string) ([]string, error) {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer rcancel()
+		stream, err := stratav1.NewConsumeServiceClient(conn).Consume(rctx, &stratav1.ConsumeRequest{Topic: "anyread",
+			Start: &stratav1.OffsetSpec{Spec: &stratav1.OffsetSpec_Earliest{Earliest: true}}, MaxBytes: 65536})
+		if err != nil {
+			return nil, err
+		}
+		var vals []string
+		for range 10000 {
+			resp, err := stream.Recv()
+			if err != nil {
+				return vals, err
+			}
+			err = segment.ForEachBatch(resp.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
+				return segment.BatchRecords(b, func(r segment.Record) error {
+					if r.Offset >= int64(len(vals)) {
+						if r.Offset != int64(len(vals)) {
+							return fmt.Errorf("offset %d after %d records", r.Offset, len(vals))
+						}
+						vals = append(vals, string(r.Value))
+					}
+					return nil
+				})
+			})
+			if err != nil {
+				t.Fatalf("from %s: %v", addr, err)
+			}
+		}
+		t.Fatalf("from %s: the stream did not end", addr)
+		return nil, nil
+	}
+	check := func(what, addr string, minRecords int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			vals, err := readFrom(addr)
+			if status.Code(err) == codes.NotFound && time.Now().Before(deadline) {
+				time.Sleep(300 * time.Millisecond) // the broker has not seen the new topic yet
+				continue
+			}
+			if code := status.Code(err); code != codes.FailedPrecondition {
+				t.Fatalf("%s: stream from %s ended with %v, want FAILED_PRECONDITION (not the leader)", what, addr, err)
+			}
+			for i, v := range vals {
+				if v != value(i) {
+					t.Fatalf("%s: offset %d from %s is %q, want %q", what, i, addr, firstN(v, 12), firstN(value(i), 12))
+				}
+			}
+			if len(vals) >= minRecords {
+				t.Logf("%s: %d records read from non-leader %s, then: %v", what, len(vals), addr, err)
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: only %d records from %s after 30s, want at least %d uploaded", what, len(vals), addr, minRecords)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	var others []int32
+	for id := int32(1); id <= 3; id++ {
+		if id != leader {
+			others = append(others, id)
+		}
+	}
+	for _, id := range others {
+		check(fmt.Sprintf("broker %d", id), cc.brokers[id-1].Addr, 2000)
+	}
+	cc.kill(leader)
+	check(fmt.Sprintf("leader %d down, broker %d", leader, others[0]), cc.brokers[others[0]-1].Addr, 2000)
 }
