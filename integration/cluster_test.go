@@ -154,11 +154,15 @@ func TestFrozenLeaderIsFenced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Close)
+	m := miniotest.Start(t)
+	m.MakeBucket(t, "fenced")
+	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
+	storeURL := fmt.Sprintf("s3://fenced/c1?endpoint=%s&region=us-east-1&path-style=true", m.Endpoint())
 	const ttl = 3 * time.Second
 	var brokers []*brokerProc
 	for id := 1; id <= 2; id++ {
-		brokers = append(brokers, startBroker(t, "", "--broker-id", fmt.Sprint(id), "--etcd-endpoints", strings.Join(emb.Endpoints(), ","),
-			"--session-ttl", ttl.String(), "--reconcile-interval", "300ms", "--object-store", "none"))
+		brokers = append(brokers, startBrokerEnv(t, "", env, "--broker-id", fmt.Sprint(id), "--etcd-endpoints", strings.Join(emb.Endpoints(), ","),
+			"--session-ttl", ttl.String(), "--reconcile-interval", "300ms", "--object-store", storeURL, "--wal", "on"))
 	}
 	c, err := client.New(client.Config{Brokers: []string{brokers[0].Addr, brokers[1].Addr}})
 	if err != nil {
@@ -191,6 +195,7 @@ func TestFrozenLeaderIsFenced(t *testing.T) {
 	if _, err := stratav1.NewMetadataServiceClient(cc).GetMetadata(ctx, &stratav1.GetMetadataRequest{}); err != nil {
 		t.Fatal(err)
 	}
+	frozenAt := time.Now().UnixNano()
 	frozen.Freeze()
 	defer frozen.Thaw()
 	oc, err := client.New(client.Config{Brokers: []string{other.Addr}})
@@ -260,6 +265,24 @@ func TestFrozenLeaderIsFenced(t *testing.T) {
 	}
 	if n := len(got); n != 5 {
 		t.Fatalf("partition 0 holds %d records, want the 5 the new leader acknowledged", n)
+	}
+	// It committed no WAL object for the partition after it froze (the
+	// commit is fenced by the leadership it lost).
+	cli, err := emb.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ws, err := metadata.New(cli, "strata").ListWAL(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range ws {
+		for _, e := range w.Entries {
+			if w.BrokerID == old && w.Seq >= frozenAt && e.Topic == "fz" && e.Partition == 0 {
+				t.Fatalf("the fenced broker %d committed WAL object %s for fz/0 (offsets [%d, %d], epoch %d) after it froze", old, w.Key, e.BaseOffset, e.LastOffset, e.Epoch)
+			}
+		}
 	}
 	// The old leader rejoins as an ordinary member.
 	frozen.waitReady(30 * time.Second)
