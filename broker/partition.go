@@ -305,8 +305,11 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 		}
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		if p.wal != nil {
+			// Readable once committed to the WAL and in the local log
+			// (synced, under the always policy).
 			err = p.wal.wait(wctx, out.Next)
-		} else {
+		}
+		if err == nil {
 			err = p.log.WaitFor(wctx, out.Next)
 		}
 		cancel()

@@ -150,18 +150,13 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 			continue
 		}
 		from := p.wal.shipped
-		// Under the always policy only synced batches are readable: wait
-		// for the group fsync already under way.
-		if err := p.log.WaitDurable(ctx, p.log.WrittenOffset()); err != nil {
-			if errors.Is(err, segment.ErrClosed) {
-				continue
-			}
-			return fmt.Errorf("sync %s/%d for the WAL: %w", p.topic, p.id, err)
-		}
-		_, end := p.log.Offsets()
+		// Written, synced or not: the WAL is what makes them durable (a
+		// broker that restarts with a shorter local log takes the tail
+		// back from the WAL).
+		end := p.log.WrittenOffset()
 		var batches []byte
 		for from < end && budget > 0 {
-			res, err := p.log.Read(from, budget)
+			res, err := p.log.ReadWritten(from, budget)
 			if err != nil {
 				if errors.Is(err, segment.ErrClosed) {
 					break

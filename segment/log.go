@@ -681,12 +681,26 @@ type ReadResult struct {
 // the file and position) instead of any batch that fails its CRC. Batches
 // come from one segment per call.
 func (l *Log) Read(from int64, maxBytes int) (ReadResult, error) {
+	return l.read(from, maxBytes, false)
+}
+
+// ReadWritten is Read up to the written end, synced or not: for copying
+// the log to storage that is durable itself (the object-store WAL), which
+// need not wait for the local fsync.
+func (l *Log) ReadWritten(from int64, maxBytes int) (ReadResult, error) {
+	return l.read(from, maxBytes, true)
+}
+
+func (l *Log) read(from int64, maxBytes int, written bool) (ReadResult, error) {
 	l.mu.RLock()
 	if l.mu.closed {
 		l.mu.RUnlock()
 		return ReadResult{}, ErrClosed
 	}
 	segs, end := l.mu.segments, l.stableEndLocked()
+	if written {
+		end = l.mu.written
+	}
 	start := segs[0].base
 	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > from }) - 1
 	// Step over segments that end at or before from (an offset gap).

@@ -35,6 +35,7 @@ type benchOptions struct {
 	cpuProfile string
 	traceFile  string
 	payload    string
+	roundRobin bool
 }
 
 func newBenchCmd() *cobra.Command {
@@ -66,6 +67,7 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")
 	f.Float64Var(&o.rate, "rate", 0, "target records/s across all producers (0: as fast as possible)")
 	f.IntVar(&o.inFlight, "max-in-flight-bytes", 64<<20, "producer in-flight byte bound")
+	f.BoolVar(&o.roundRobin, "round-robin", false, "send record i to partition i mod partitions (default: the sticky partitioner, one partition per batch), so every partition has records in every flush")
 	f.StringVar(&o.payload, "payload", "random", "record values: random (incompressible, one value) or json (8192 distinct JSON-like log lines, a quarter random bytes)")
 	consume := &cobra.Command{
 		Use:   "consume",
@@ -191,6 +193,11 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if err != nil {
 		return err
 	}
+	d, err := admin.DescribeTopic(ctx, o.topic)
+	if err != nil {
+		return err
+	}
+	nparts := int32(len(d.GetPartitions()))
 
 	lat := make([]time.Duration, o.records)
 	var done, failed atomic.Int64
@@ -211,7 +218,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 				return
 			}
 			defer c.Close()
-			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight})
+			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight, ManualPartitions: o.roundRobin})
 			defer func() { _ = p.Close() }()
 			perProducer := o.rate / float64(o.producers)
 			pstart := time.Now()
@@ -226,7 +233,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 						sent = time.Now()
 					}
 				}
-				err := p.Produce(ctx, &client.Record{Topic: o.topic, Value: values[j%int64(len(values))], Timestamp: sent}, func(_ *client.Record, err error) {
+				err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32(j % int64(nparts)), Value: values[j%int64(len(values))], Timestamp: sent}, func(_ *client.Record, err error) {
 					lat[j] = time.Since(sent)
 					if err != nil {
 						failed.Add(1)
@@ -250,7 +257,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if e := firstErr.Load(); e != nil {
 		return fmt.Errorf("%d records failed: %w", failed.Load(), e.(error))
 	}
-	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, o.partitions),
+	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, nparts),
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
 }

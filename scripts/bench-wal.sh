@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# acks=all on the object-store WAL against a real MinIO on loopback, as
+# docs/benchmarks.md reports it (issue 5):
+#
+#   scripts/bench-wal.sh [RUNS]
+#
+# One broker (embedded etcd, --wal on, default 10 ms / 4 MiB flushes)
+# writing to MinIO. RUNS times each (default 3): 1 KiB records with
+# acks=all at 20 MB/s (20,000 records/s for 10 s) to a topic of 1 and of
+# 100 partitions (records spread round-robin, so every flush carries all
+# 100), reporting acknowledgement latency and the WAL PUTs per second from
+# the broker's metrics; then acks=all as fast as it goes (1 partition).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-3}
+MINIO=${STRATA_MINIO_BIN:-$(ls -d "$HOME"/.cache/strata-tools/minio-*/minio | tail -1)}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+export AWS_ACCESS_KEY_ID=strata-bench AWS_SECRET_ACCESS_KEY=strata-bench-secret AWS_REGION=us-east-1
+MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
+  "$MINIO" server --quiet --address 127.0.0.1:19900 --console-address 127.0.0.1:19901 "$work/minio" >"$work/minio.log" 2>&1 &
+for _ in $(seq 100); do curl -sf 127.0.0.1:19900/minio/health/cluster && break; sleep 0.2; done
+mkdir -p "$work/minio/bench"   # the bucket (MinIO's single-drive layout)
+
+export STRATA_BROKER=127.0.0.1:19400
+./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn \
+  --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on $SERVE_FLAGS &
+for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
+metric() { curl -s 127.0.0.1:19401/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+for parts in 1 100; do
+  : >"$work/p99-$parts"; : >"$work/puts-$parts"
+  for i in $(seq "$RUNS"); do
+    ./bin/strata topic create "w$parts-$i" --partitions "$parts" >/dev/null
+    w0=$(metric strata_wal_objects_total); w0=${w0:-0}
+    t0=$(date +%s.%N)
+    out=$(./bin/strata bench produce --topic "w$parts-$i" --records 200000 --record-size 1024 --acks all --rate 20000 --round-robin 2>/dev/null)
+    t1=$(date +%s.%N)
+    w1=$(metric strata_wal_objects_total)
+    puts=$(awk "BEGIN {printf \"%.1f\", ($w1-$w0)/($t1-$t0)}")
+    echo "acks=all 20 MB/s, $parts partition(s), run $i: $(echo "$out" | tr '\n' ' ') WAL PUTs/s: $puts"
+    echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/p99-$parts"
+    echo "$puts" >>"$work/puts-$parts"
+  done
+  echo "SUMMARY $parts partition(s): acks=all p99 at 20 MB/s median $(median <"$work/p99-$parts") ms; WAL PUTs/s median $(median <"$work/puts-$parts")"
+done
+echo "WAL PUT latency histogram (seconds) and commit latency:"
+curl -s 127.0.0.1:19401/metrics | grep -E '^strata_wal_(put|commit)_latency_seconds_(sum|count)'
+: >"$work/max"
+for i in $(seq "$RUNS"); do
+  out=$(./bin/strata bench produce --topic "max-$i" --partitions 1 --records 300000 --record-size 1024 --acks all 2>/dev/null)
+  echo "acks=all full speed, 1 partition, run $i: $(echo "$out" | tr '\n' ' ')"
+  echo "$out" | awk '/^throughput/ {print $4}' >>"$work/max"
+done
+echo "SUMMARY acks=all full speed: median $(median <"$work/max") MB/s"
