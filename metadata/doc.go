@@ -16,10 +16,15 @@
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
 //	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until the topic is deleted; written fenced
 //	                                             "max_timestamp","records","size",
-//	                                             "raw_size","epoch","uploaded_ms"}
+//	                                             "raw_size","epoch","uploaded_ms",
+//	                                             "producers"}
 //	groups/<group>/...                          consumer group state                    (consumer groups)
 //	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
 //	controller/<lease>                          the campaigning broker's id             its session lease; the oldest is the controller
+//	wal/<broker:010d>/<seq:020d>[.<part>]       {"key","broker_id","seq","entries":     from the WAL commit (fenced by every entry's leader key)
+//	                                             [{"topic","topic_id","partition",      until uploaded segments cover every entry (the
+//	                                             "epoch","base_offset","last_offset",   controller's GC)
+//	                                             "pos","len","crc"}]}
 //
 // # Leadership and fencing
 //
@@ -33,8 +38,8 @@
 // left by the broker's own lease), increments partitions/<t>/<p>/epoch, and
 // puts the leader key bound to the broker's lease. The returned Leadership
 // remembers the leader key's mod revision. Every write that depends on
-// leadership (partition state now; manifest entries and WAL commits later)
-// is a transaction comparing the leader key's mod revision with the
+// leadership (partition state, manifest entries, WAL commits) is a
+// transaction comparing the leader key's mod revision with the
 // Leadership's: once the lease expires, or another broker takes over, the
 // key is gone or rewritten and the write fails with ErrFenced. A deposed
 // leader can never commit.

@@ -24,7 +24,7 @@ mkdir -p "$work/minio/bench"   # the bucket (MinIO's single-drive layout)
 
 export STRATA_BROKER=127.0.0.1:19400
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn \
-  --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on $SERVE_FLAGS &
+  --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on ${SERVE_FLAGS:-} &
 for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
 metric() { curl -s 127.0.0.1:19401/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
