@@ -77,19 +77,11 @@ func consumeAll(t *testing.T, c *client.Client, topic string, partition int32) [
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	pc := c.ConsumePartition(topic, partition, client.Earliest(), client.ConsumerConfig{MaxWait: 200 * time.Millisecond})
-	defer pc.Close()
-	var out []client.ConsumedRecord
-	for {
-		recs, err := pc.Poll(ctx)
-		if err != nil {
-			t.Fatalf("consume %s/%d at %d: %v", topic, partition, pc.Position(), err)
-		}
-		out = append(out, recs...)
-		if pc.Position() >= pc.HighWatermark() && len(recs) == 0 {
-			return out
-		}
+	out, err := readPartition(ctx, c, topic, partition)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return out
 }
 
 // TestCLIRoundTrip is the README quick start: create, produce lines,

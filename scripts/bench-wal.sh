@@ -13,14 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
-MINIO=${STRATA_MINIO_BIN:-$(ls -d "$HOME"/.cache/strata-tools/minio-*/minio | tail -1)}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
-export AWS_ACCESS_KEY_ID=strata-bench AWS_SECRET_ACCESS_KEY=strata-bench-secret AWS_REGION=us-east-1
-MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY MINIO_BROWSER=off \
-  "$MINIO" server --quiet --address 127.0.0.1:19900 --console-address 127.0.0.1:19901 "$work/minio" >"$work/minio.log" 2>&1 &
-for _ in $(seq 100); do curl -sf 127.0.0.1:19900/minio/health/cluster && break; sleep 0.2; done
-mkdir -p "$work/minio/bench"   # the bucket (MinIO's single-drive layout)
+. scripts/minio.sh
 
 export STRATA_BROKER=127.0.0.1:19400
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn \
