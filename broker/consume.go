@@ -186,7 +186,7 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 		b, n, err := s.reader.Read(ctx, e, next, maxBytes)
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return toStatus(fmt.Errorf("%w: the stream ended (client gone or broker shutting down)", ErrUnavailable))
 			}
 			return toStatus(remoteReadError(topic, p, e, err))
 		}
@@ -201,7 +201,7 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 			HighWatermark:  entries[len(entries)-1].LastOffset + 1,
 			LogStartOffset: entries[0].BaseOffset,
 		}); err != nil {
-			return nil
+			return err // the client went away
 		}
 		next = n
 	}
