@@ -261,7 +261,7 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 			}
 			out.Batches = append(out.Batches, b...)
 			out.Next = next
-			_, out.End = p.log.Offsets()
+			_, out.End = p.offsets()
 			if len(out.Batches) >= minBytes || len(out.Batches) >= maxBytes {
 				return out, nil
 			}

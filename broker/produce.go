@@ -26,13 +26,20 @@ type pendingProduce struct {
 	waits   []pendingWait
 	acks    Acks
 	timeout time.Duration
-	start   time.Time
+	start   time.Time // on the broker's clock (metrics)
+	// arrived is when the request arrived (wall clock): its timeout runs
+	// from here, not from when its acknowledgement wait begins behind
+	// earlier requests of the stream.
+	arrived time.Time
 }
 
 type pendingWait struct {
 	result *stratav1.PartitionResult
 	part   *partition
 	next   int64
+	// then, when set, is the partition's answer once the wait succeeds
+	// (instead of the offsets).
+	then error
 }
 
 func (ps produceService) Produce(ctx context.Context, req *stratav1.ProduceRequest) (*stratav1.ProduceResponse, error) {
@@ -136,6 +143,7 @@ func (s *Server) appendRequest(req *stratav1.ProduceRequest) (*pendingProduce, e
 		resp:    &stratav1.ProduceResponse{RequestId: req.GetRequestId()},
 		timeout: time.Duration(req.GetTimeoutMs()) * time.Millisecond,
 		start:   start,
+		arrived: time.Now(),
 	}
 	if p.timeout <= 0 {
 		p.timeout = 30 * time.Second
@@ -163,6 +171,15 @@ func (s *Server) appendRequest(req *stratav1.ProduceRequest) (*pendingProduce, e
 			continue
 		}
 		ar, err := part.append(batches)
+		if errors.Is(err, ErrSequenceTooOld) {
+			// A retry of a batch written before the last one the producer
+			// wrote: it is in the log, somewhere below its written end.
+			// Say so (the client takes it as written) only once all that
+			// is as durable as the request asks - not before its commit.
+			p.acks = max(p.acks, acks)
+			p.waits = append(p.waits, pendingWait{result: res, part: part, next: part.log.WrittenOffset(), then: err})
+			continue
+		}
 		if err != nil {
 			res.Error = errorProto(err)
 			continue
@@ -195,7 +212,7 @@ func resolveAcks(a stratav1.Acks, topicDefault string) (Acks, error) {
 // returns its response. A partition whose wait fails reports the error:
 // its records were written but are not acknowledged.
 func (s *Server) finishProduce(ctx context.Context, p *pendingProduce) *stratav1.ProduceResponse {
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ctx, cancel := context.WithDeadline(ctx, p.arrived.Add(p.timeout))
 	defer cancel()
 	for _, w := range p.waits {
 		err := w.part.waitAcks(ctx, p.acks, w.next)
@@ -203,6 +220,9 @@ func (s *Server) finishProduce(ctx context.Context, p *pendingProduce) *stratav1
 			// Written, maybe durable, but this broker may have lost its
 			// leadership meanwhile: it must not acknowledge as leader.
 			err = fmt.Errorf("%w: the etcd session lease of broker %d may have expired; not acknowledging", ErrUnavailable, s.cfg.BrokerID)
+		}
+		if err == nil {
+			err = w.then
 		}
 		if err != nil {
 			w.result.Error = errorProto(err)

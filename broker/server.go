@@ -183,12 +183,13 @@ type Server struct {
 	// under it, not under mu).
 	opening sync.Mutex
 	// The WAL flusher: woken by appends (walKick), early when
-	// walPending bytes reach WALFlushBytes (walFull); walMu serialises
+	// walPending bytes reach WALFlushBytes (walFull); walSem (capacity
+	// 1) serialises flushes, and a flush waits for it under its context
 	// flushes.
 	walKick    chan struct{}
 	walFull    chan struct{}
 	walPending atomic.Int64
-	walMu      sync.Mutex
+	walSem     chan struct{}
 }
 
 // New returns a broker on store. Run starts it.
@@ -199,6 +200,7 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	s.reconcileNow = make(chan struct{}, 1)
 	s.walKick = make(chan struct{}, 1)
 	s.walFull = make(chan struct{}, 1)
+	s.walSem = make(chan struct{}, 1)
 	s.assignNow = make(chan struct{}, 1)
 	if cfg.Objects != nil {
 		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)
@@ -378,9 +380,7 @@ func (s *Server) runSession(ctx context.Context) error {
 		// committed first, so the next leader has all of it.
 		s.finalFlush(s.allPartitions())
 		for _, p := range s.allPartitions() {
-			if err := p.log.Close(); err != nil {
-				s.logger.Warn("close log", "topic", p.topic, "partition", p.id, "err", err)
-			}
+			s.closePartition(p)
 			s.handOver(p)
 		}
 	}
@@ -641,6 +641,12 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 	var committed int64
 	if s.cfg.WAL {
 		committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd)
+		if err != nil && !errors.Is(err, errWALMismatch) {
+			// The store or etcd failed us: keep the local log (it may
+			// hold acks=leader records no one else has) and try later.
+			_ = l.Close()
+			return nil, fmt.Errorf("broker: rebuild %s/%d from the WAL: %w", t.Name, p, err)
+		}
 		if err != nil {
 			// The local log does not line up with the committed WAL (it
 			// lost its tail with the disk, or holds records of a run the
@@ -784,9 +790,7 @@ func (s *Server) dropTopicLocked(name, id string, remove bool) {
 	}
 	s.mu.Unlock()
 	for _, p := range parts {
-		if err := p.log.Close(); err != nil {
-			s.logger.Warn("close log", "topic", name, "partition", p.id, "err", err)
-		}
+		s.closePartition(p)
 		if remove {
 			s.release(p)
 		}
@@ -851,6 +855,13 @@ func (s *Server) dropPartition(p *partition) {
 		delete(s.mu.partitions, partKey{p.topic, p.id})
 	}
 	s.mu.Unlock()
+	s.closePartition(p)
+}
+
+// closePartition closes a partition's log (synced) and ends its WAL
+// waits: acks=all requests waiting on it fail at once (UNAVAILABLE)
+// instead of at their timeout.
+func (s *Server) closePartition(p *partition) {
 	if p.wal != nil {
 		p.wal.close()
 	}

@@ -173,6 +173,13 @@ func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 		if seg.Active || seg.NextOffset <= seg.BaseOffset || seg.NextOffset <= uploaded {
 			continue
 		}
+		if p.wal != nil && seg.NextOffset > p.wal.committed.Load() {
+			// Not before the WAL has committed it: the manifest never
+			// gets ahead of the high watermark, and eviction (of
+			// uploaded segments only) never takes what the WAL has yet
+			// to ship.
+			break
+		}
 		if uploaded >= 0 && seg.BaseOffset != uploaded {
 			// Not contiguous with the manifest (the local log was lost and
 			// restarted above it): upload anyway, the gap is reported.

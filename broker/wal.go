@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -125,7 +126,7 @@ func (s *Server) walLoop(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		if err := s.flushWAL(ctx, s.allPartitions()); err != nil && ctx.Err() == nil {
+		if _, err := s.flushWAL(ctx, s.allPartitions()); err != nil && ctx.Err() == nil {
 			s.logger.Warn("WAL flush failed; retrying", "err", err)
 			select {
 			case s.walKick <- struct{}{}:
@@ -136,10 +137,15 @@ func (s *Server) walLoop(ctx context.Context) error {
 }
 
 // flushWAL ships the unshipped tails of parts in one WAL object and
-// commits it. Flushes are serialised.
-func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
-	s.walMu.Lock()
-	defer s.walMu.Unlock()
+// commits it, and reports whether anything was left for another flush.
+// Flushes are serialised; one waits for another only while ctx lasts.
+func (s *Server) flushWAL(ctx context.Context, parts []*partition) (more bool, err error) {
+	select {
+	case s.walSem <- struct{}{}:
+	case <-ctx.Done():
+		return true, ctx.Err()
+	}
+	defer func() { <-s.walSem }()
 	s.walPending.Store(0)
 	var sections []tiering.WALSection
 	var shipping []*partition
@@ -155,13 +161,12 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 		// back from the WAL).
 		end := p.log.WrittenOffset()
 		var batches []byte
+		var readErr error
 		for from < end && budget > 0 {
 			res, err := p.log.ReadWritten(from, budget)
 			if err != nil {
-				if errors.Is(err, segment.ErrClosed) {
-					break
-				}
-				return fmt.Errorf("read %s/%d from %d for the WAL: %w", p.topic, p.id, from, err)
+				readErr = err
+				break
 			}
 			if len(res.Batches) == 0 {
 				break
@@ -169,6 +174,11 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 			batches = append(batches, res.Batches...)
 			budget -= len(res.Batches)
 			from = res.Next
+		}
+		if readErr != nil && !errors.Is(readErr, segment.ErrClosed) {
+			// This partition's acks=all wait (and its leadership will
+			// move if the log failed); the others go on.
+			s.logger.Error("reading a partition's log for the WAL", "topic", p.topic, "partition", p.id, "from", from, "err", readErr)
 		}
 		if len(batches) == 0 {
 			continue
@@ -178,18 +188,19 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 		ends = append(ends, from)
 	}
 	if len(sections) == 0 {
-		return nil
+		return false, nil
 	}
 	if budget <= 0 {
+		more = true
 		s.kickWAL(0) // more is waiting
 	}
 	start := s.cfg.Now()
 	obj, idx, err := tiering.EncodeWAL(s.cfg.BrokerID, sections)
 	if err != nil {
-		return err
+		return true, err
 	}
 	seq := start.UnixNano()
-	key := tiering.WALKey(s.cfg.BrokerID, seq)
+	key := tiering.WALKey(s.cfg.BrokerID, seq, rand.Uint32())
 	// acks=all waits on it: retry often, so that the WAL resumes within a
 	// second of the store's return.
 	err = tiering.RetryUpTo(ctx, 50*time.Millisecond, time.Second, func() error {
@@ -202,7 +213,7 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 		}
 	})
 	if err != nil {
-		return fmt.Errorf("put WAL object %s: %w", key, err)
+		return true, fmt.Errorf("put WAL object %s: %w", key, err)
 	}
 	put := s.cfg.Now()
 	leads := make([]metadata.Leadership, len(shipping))
@@ -227,9 +238,9 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) error {
 		s.metrics.walCommitLatency.Observe(s.cfg.Now().Sub(put).Seconds())
 	}
 	if err != nil {
-		return err
+		return true, err
 	}
-	return nil
+	return more || len(fenced) > 0, nil
 }
 
 // dropFenced finds which of the partitions whose WAL commit failed its
@@ -287,7 +298,7 @@ func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []m
 		}
 		for i, e := range chunk {
 			if e.BaseOffset > next {
-				return committed, fmt.Errorf("the WAL has a gap: the log ends at %d, the next committed section starts at %d", next, e.BaseOffset)
+				return committed, fmt.Errorf("%w: the WAL has a gap: the log ends at %d, the next committed section starts at %d", errWALMismatch, next, e.BaseOffset)
 			}
 			err := segment.ForEachBatch(sections[i], func(h segment.BatchHeader, b []byte) error {
 				last := h.BaseOffset + int64(h.LastOffsetDelta)
@@ -295,14 +306,14 @@ func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []m
 					return nil
 				}
 				if h.BaseOffset != next {
-					return fmt.Errorf("a WAL batch [%d, %d] does not start at the log's end %d", h.BaseOffset, last, next)
+					return fmt.Errorf("%w: a WAL batch [%d, %d] does not start at the log's end %d", errWALMismatch, h.BaseOffset, last, next)
 				}
 				first, _, err := l.Append(b)
 				if err != nil {
 					return err
 				}
 				if first != h.BaseOffset {
-					return fmt.Errorf("WAL batch at %d appended at %d", h.BaseOffset, first)
+					return fmt.Errorf("%w: WAL batch at %d appended at %d", errWALMismatch, h.BaseOffset, first)
 				}
 				next = last + 1
 				return nil
@@ -313,13 +324,17 @@ func (s *Server) rebuildFromWAL(ctx context.Context, l *segment.Log, entries []m
 		}
 	}
 	if next < committed {
-		return committed, fmt.Errorf("the log ends at %d after the WAL, committed is %d", next, committed)
+		return committed, fmt.Errorf("%w: the log ends at %d after the WAL, committed is %d", errWALMismatch, next, committed)
 	}
 	if err := l.Sync(ctx, next); err != nil {
 		return committed, err
 	}
 	return committed, nil
 }
+
+// errWALMismatch is a local log that does not line up with the committed
+// WAL: the one case in which the log is discarded and rebuilt.
+var errWALMismatch = errors.New("local log does not line up with the committed WAL")
 
 // walRebuildWindow is how many WAL sections a rebuild fetches at once.
 const walRebuildWindow = 32
@@ -355,8 +370,15 @@ func (s *Server) finalFlush(parts []*partition) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.flushWAL(ctx, parts); err != nil {
-		s.logger.Warn("final WAL flush", "err", err)
+	for {
+		more, err := s.flushWAL(ctx, parts)
+		if err != nil {
+			s.logger.Warn("final WAL flush: the uncommitted tail stays in the local log only", "err", err)
+			return
+		}
+		if !more {
+			return
+		}
 	}
 }
 

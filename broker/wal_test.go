@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +129,162 @@ func TestWALGarbageCollected(t *testing.T) {
 	}
 	if got := strings.Join(values(t, b.consumeRange(t, "gc", 0, 0, 20), 0), ","); got != strings.Join(want, ",") {
 		t.Fatalf("after GC the partition reads %q", got)
+	}
+}
+
+// TestWALTooOldRetryWaitsForCommit: a retry of an idempotent batch older
+// than the five the leader remembers is answered ALREADY_EXISTS (which the
+// client takes as written) only once the log below it is committed: not
+// while the WAL cannot commit.
+func TestWALTooOldRetryWaitsForCommit(t *testing.T) {
+	store := objstore.NewFaulty(objstore.NewMem())
+	b := startBroker(t, func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+	})
+	b.createTopic(t, "w", 1, nil)
+	send := func(seq int32, timeout time.Duration) *stratav1.PartitionResult {
+		t.Helper()
+		resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL, TimeoutMs: uint32(timeout / time.Millisecond),
+			Partitions: []*stratav1.PartitionRecords{{Topic: "w", Records: idemBatch(7, seq, 1, 0)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.GetPartitions()[0]
+	}
+	store.SetDown(true) // the WAL cannot commit
+	for i := range int32(6) {
+		if r := send(i, 50*time.Millisecond); r.GetError() == nil {
+			t.Fatalf("batch %d acknowledged with the store down", i)
+		}
+	}
+	r := send(0, 500*time.Millisecond)
+	if codes.Code(r.GetError().GetCode()) == codes.AlreadyExists {
+		t.Fatalf("retry of sequence 0 answered ALREADY_EXISTS (taken as written) while nothing is committed (high watermark %d)",
+			b.listOffset(t, "w", 0, latest()).GetHighWatermark())
+	}
+	store.SetDown(false)
+	r = send(0, 10*time.Second)
+	if codes.Code(r.GetError().GetCode()) != codes.AlreadyExists {
+		t.Fatalf("retry of sequence 0 once the store is back: %v, want ALREADY_EXISTS", r)
+	}
+	if hw := b.listOffset(t, "w", 0, latest()).GetHighWatermark(); hw != 6 {
+		t.Fatalf("high watermark %d when ALREADY_EXISTS was answered, want 6", hw)
+	}
+}
+
+// walPutFails fails the PUTs of WAL objects only (segment uploads work).
+type walPutFails struct {
+	objstore.Store
+	fail atomic.Bool
+}
+
+func (w *walPutFails) Put(ctx context.Context, key string, data []byte) error {
+	if w.fail.Load() && strings.HasPrefix(key, "wal/") {
+		return fmt.Errorf("%w: WAL PUTs fail in this test", objstore.ErrUnavailable)
+	}
+	return w.Store.Put(ctx, key, data)
+}
+
+// TestUploadsWaitForTheWAL: while WAL PUTs fail, sealed segments are not
+// uploaded past the committed end (so local eviction cannot take what the
+// WAL has not shipped); once the WAL works again, acks=all works on every
+// partition.
+func TestUploadsWaitForTheWAL(t *testing.T) {
+	store := &walPutFails{Store: objstore.NewMem()}
+	b := startBroker(t, func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+		c.UploadInterval = 20 * time.Millisecond
+	})
+	b.createTopic(t, "ev", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "1024", "local.retention.bytes": "0"})
+	b.createTopic(t, "other", 1, nil)
+	store.fail.Store(true)
+	val := strings.Repeat("x", 500)
+	for range 100 {
+		b.produceOK(t, "ev", 0, batch(val))
+	}
+	p, err := b.srv.partition("ev", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 { // a second of upload rounds
+		if start, _ := p.log.Offsets(); start > p.wal.committed.Load() || p.remoteEnd() > p.wal.committed.Load() {
+			t.Fatalf("local start %d / uploaded end %d beyond the WAL's committed end %d", start, p.remoteEnd(), p.wal.committed.Load())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	store.fail.Store(false)
+	for _, topic := range []string{"other", "ev"} {
+		resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL, TimeoutMs: 10000,
+			Partitions: []*stratav1.PartitionRecords{{Topic: topic, Records: batch("after")}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := resp.GetPartitions()[0].GetError(); e != nil {
+			t.Fatalf("acks=all to %s once WAL PUTs work again: %v", topic, e)
+		}
+	}
+}
+
+// TestFinalFlushBounded: the flush before handing a partition over waits
+// at most its bound for a flush that is stuck retrying in a store outage.
+func TestFinalFlushBounded(t *testing.T) {
+	store := objstore.NewFaulty(objstore.NewMem())
+	b := startBroker(t, func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+	})
+	b.createTopic(t, "w", 1, nil)
+	store.SetDown(true)
+	b.produceOK(t, "w", 0, batch("a"))
+	time.Sleep(200 * time.Millisecond) // the flusher is retrying its PUT
+	done := make(chan struct{})
+	go func() { b.srv.finalFlush(b.srv.partitionsOf("w")); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(8 * time.Second):
+		t.Errorf("finalFlush (bounded by 5 s) still blocked after 8 s in a store outage")
+	}
+	store.SetDown(false)
+	<-done
+}
+
+// TestDropTopicEndsWALWaits: deleting a topic answers its acks=all
+// requests waiting for the WAL at once (UNAVAILABLE), not at their
+// timeout.
+func TestDropTopicEndsWALWaits(t *testing.T) {
+	store := objstore.NewFaulty(objstore.NewMem())
+	b := startBroker(t, func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+	})
+	b.createTopic(t, "w", 1, nil)
+	store.SetDown(true)
+	res := make(chan *stratav1.PartitionResult, 1)
+	go func() {
+		resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL, TimeoutMs: 15000,
+			Partitions: []*stratav1.PartitionRecords{{Topic: "w", Records: batch("a")}}})
+		if err != nil {
+			t.Error(err)
+		}
+		res <- resp.GetPartitions()[0]
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := b.admin.DeleteTopic(rpcCtx(t), &stratav1.DeleteTopicRequest{Name: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	select {
+	case r := <-res:
+		if codes.Code(r.GetError().GetCode()) != codes.Unavailable {
+			t.Fatalf("acks=all of a deleted topic: %v, want UNAVAILABLE", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("acks=all of a deleted topic not answered %s after the delete (its timeout is 15 s)", time.Since(deleted).Round(time.Millisecond))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -358,6 +359,10 @@ func (p *Producer) closeBatchLocked(b *batch) *batch {
 		b.timer.Stop()
 	}
 	if p.producerID >= 0 {
+		if int64(p.mu.seqs[b.tp])+int64(len(b.records)) > math.MaxInt32 {
+			// Sequences do not wrap: a new id starts again at 0.
+			p.resetLocked(b.tp)
+		}
 		b.pid = p.pidLocked(b.tp)
 		b.baseSeq = p.mu.seqs[b.tp]
 		p.mu.seqs[b.tp] = b.baseSeq + int32(len(b.records))

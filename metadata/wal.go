@@ -53,7 +53,8 @@ func (s *Store) walKey(broker int32, seq int64, chunk int) string {
 // to maxTxnPuts partitions, so a large commit may land in parts. It
 // returns the entries committed; a part whose fence failed commits
 // nothing and its entries are returned in fenced (one or more of their
-// leaderships is gone; the caller finds which and retries the others).
+// leaderships is gone, or the record key was taken; the caller finds
+// which and ships the others again).
 func (s *Store) CommitWAL(ctx context.Context, w WALObject, leads []Leadership) (committed, fenced []WALEntry, err error) {
 	if len(leads) != len(w.Entries) {
 		return nil, nil, fmt.Errorf("metadata: commit WAL %s: %d entries, %d leaderships", w.Key, len(w.Entries), len(leads))
@@ -65,11 +66,14 @@ func (s *Store) CommitWAL(ctx context.Context, w WALObject, leads []Leadership) 
 		if err != nil {
 			return committed, fenced, err
 		}
-		cmps := make([]clientv3.Cmp, 0, hi-lo)
+		key := s.walKey(w.BrokerID, w.Seq, chunk)
+		// Never over another record (a reused seq).
+		cmps := make([]clientv3.Cmp, 0, hi-lo+1)
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
 		for _, lead := range leads[lo:hi] {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.partitionKey(lead.Topic, lead.Partition, "leader")), "=", lead.ModRevision))
 		}
-		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(s.walKey(w.BrokerID, w.Seq, chunk), string(v))).Commit()
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(v))).Commit()
 		if err != nil {
 			return committed, fenced, fmt.Errorf("metadata: commit WAL %s: %w", w.Key, err)
 		}

@@ -49,9 +49,11 @@ type WALIndex struct {
 	Entries  []metadata.WALEntry `json:"entries"`
 }
 
-// WALKey is the object key of a broker's WAL object number seq.
-func WALKey(broker int32, seq int64) string {
-	return fmt.Sprintf("wal/%010d/%020d.wal", broker, seq)
+// WALKey is the object key of a broker's WAL object number seq; nonce
+// (random) keeps two objects apart should a broker ever reuse a seq (a
+// clock stepped back across a restart).
+func WALKey(broker int32, seq int64, nonce uint32) string {
+	return fmt.Sprintf("wal/%010d/%020d-%08x.wal", broker, seq, nonce)
 }
 
 // EncodeWAL builds a WAL object of the sections and returns it with the
