@@ -625,6 +625,9 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 			SegmentBytes: cfg.SegmentBytes,
 			SegmentAge:   cfg.SegmentAge(),
 			SyncPolicy:   s.cfg.SyncPolicy,
+			// With the WAL, acks=all and readers wait for its commit, not
+			// for a local fsync: the log fsyncs only for acks=leader.
+			SyncOnDemand: s.cfg.WAL,
 			StartOffset:  startOffset,
 			Now:          s.cfg.Now,
 			Logger:       s.logger.With("topic", t.Name, "partition", p),

@@ -77,6 +77,12 @@ type Config struct {
 	// SyncPolicy and SyncInterval (default 100 ms) set durability.
 	SyncPolicy   SyncPolicy
 	SyncInterval time.Duration
+	// SyncOnDemand (with SyncAlways) fsyncs only for WaitDurable and Sync
+	// callers, and lets readers see written batches: for a log whose
+	// durability comes from elsewhere (the object-store WAL) and whose
+	// readers are capped by it, so that appends nobody waits on cost no
+	// fsync.
+	SyncOnDemand bool
 	// StartOffset is the offset of an empty log's first batch (default 0).
 	StartOffset int64
 	// Now is the clock (default time.Now).
@@ -415,11 +421,11 @@ func (l *Log) Append(batch []byte) (first, last int64, err error) {
 	active.next = next + int64(h.LastOffsetDelta) + 1
 	active.maxTS = max(active.maxTS, h.MaxTimestamp)
 	l.mu.written = active.next
-	if l.cfg.SyncPolicy != SyncAlways {
+	if l.cfg.SyncPolicy != SyncAlways || l.cfg.SyncOnDemand {
 		l.notifyLocked()
 	}
 	l.mu.Unlock()
-	if l.cfg.SyncPolicy == SyncAlways {
+	if l.cfg.SyncPolicy == SyncAlways && !l.cfg.SyncOnDemand {
 		// Readers see synced batches only, so every append asks for a
 		// (group) fsync even when nobody waits to acknowledge it.
 		select {
@@ -618,7 +624,7 @@ func (l *Log) Sync(ctx context.Context, next int64) error {
 // end under SyncAlways (so no reader sees a batch a crash could take back),
 // the written end otherwise.
 func (l *Log) stableEndLocked() int64 {
-	if l.cfg.SyncPolicy == SyncAlways {
+	if l.cfg.SyncPolicy == SyncAlways && !l.cfg.SyncOnDemand {
 		return l.mu.synced
 	}
 	return l.mu.written

@@ -479,3 +479,36 @@ func TestSyncAlwaysPublishesWithoutWaiters(t *testing.T) {
 		t.Fatalf("an append nobody waited for never became readable: %v", err)
 	}
 }
+
+// TestSyncOnDemand: with SyncOnDemand, appends cost no fsync and are
+// readable at once; WaitDurable still fsyncs (one fsync for everything
+// written before it).
+func TestSyncOnDemand(t *testing.T) {
+	fsys := NewMemFS()
+	l := openTest(t, Config{Dir: "/log", FS: fsys, SyncPolicy: SyncAlways, SyncOnDemand: true, Logger: quiet})
+	defer l.Close()
+	before := fsys.Syncs()
+	for i := range 20 {
+		if _, _, err := l.Append(testBatch(i, 1, 10, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // time for a sync loop that should not run
+	if n := fsys.Syncs() - before; n != 0 {
+		t.Fatalf("%d fsyncs for appends nobody waits on", n)
+	}
+	if _, end := l.Offsets(); end != 20 {
+		t.Fatalf("readable end %d, want 20 (written, not yet synced)", end)
+	}
+	if res, err := l.Read(0, 1<<20); err != nil || res.Next != 20 {
+		t.Fatalf("Read: next %d, %v", res.Next, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.WaitDurable(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	if n := fsys.Syncs() - before; n < 1 {
+		t.Fatal("WaitDurable returned without an fsync")
+	}
+}
