@@ -77,11 +77,11 @@ type Config struct {
 	// SyncPolicy and SyncInterval (default 100 ms) set durability.
 	SyncPolicy   SyncPolicy
 	SyncInterval time.Duration
-	// SyncOnDemand (with SyncAlways) fsyncs only for WaitDurable and Sync
-	// callers, and lets readers see written batches: for a log whose
-	// durability comes from elsewhere (the object-store WAL) and whose
-	// readers are capped by it, so that appends nobody waits on cost no
-	// fsync.
+	// SyncOnDemand (with SyncAlways) fsyncs for WaitDurable and Sync
+	// callers and every SyncInterval, not for each append, and lets
+	// readers see written batches: for a log whose durability comes from
+	// elsewhere (the object-store WAL) and whose readers are capped by it,
+	// so that appends nobody waits on cost no fsync of their own.
 	SyncOnDemand bool
 	// StartOffset is the offset of an empty log's first batch (default 0).
 	StartOffset int64
@@ -537,7 +537,10 @@ func (l *Log) rollLocked() (*logSegment, error) {
 func (l *Log) syncLoop() {
 	defer close(l.syncDone)
 	var tick <-chan time.Time
-	if l.cfg.SyncPolicy == SyncInterval {
+	// On demand, a background fsync every interval too: it keeps the dirty
+	// pages few, so that the fsync of a roll (under the append lock) stays
+	// short.
+	if l.cfg.SyncPolicy == SyncInterval || l.cfg.SyncOnDemand {
 		t := time.NewTicker(l.cfg.SyncInterval)
 		defer t.Stop()
 		tick = t.C
