@@ -205,8 +205,8 @@ func (p *partition) resolveOffset(spec OffsetSpec) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		if !ok {
-			return end, nil
+		if !ok || off >= end {
+			return end, nil // nothing readable at or after ts yet
 		}
 		return max(off, start), nil
 	default:

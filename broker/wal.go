@@ -47,9 +47,12 @@ func (w *walState) advance(end int64) {
 	w.shipped = end
 	w.committed.Store(end)
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return // a commit that landed after the partition closed
+	}
 	close(w.changed)
 	w.changed = make(chan struct{})
-	w.mu.Unlock()
 }
 
 func (w *walState) close() {
@@ -126,7 +129,11 @@ func (s *Server) walLoop(ctx context.Context) error {
 			}
 		}
 		last = time.Now()
-		if _, err := s.flushWAL(ctx, s.allPartitions()); err != nil && ctx.Err() == nil {
+		more, err := s.flushWAL(ctx, s.allPartitions())
+		if more && err == nil {
+			s.kickWAL(0) // what did not fit, or was not committed, goes next
+		}
+		if err != nil && ctx.Err() == nil {
 			s.logger.Warn("WAL flush failed; retrying", "err", err)
 			select {
 			case s.walKick <- struct{}{}:

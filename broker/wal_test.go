@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering/objstore"
 )
 
@@ -286,5 +288,49 @@ func TestDropTopicEndsWALWaits(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("acks=all of a deleted topic not answered %s after the delete (its timeout is 15 s)", time.Since(deleted).Round(time.Millisecond))
+	}
+}
+
+// TestTimestampLookupStopsAtTheHighWatermark: a start position by
+// timestamp never lands beyond the committed end, on records a failover
+// could still take back.
+func TestTimestampLookupStopsAtTheHighWatermark(t *testing.T) {
+	store := objstore.NewFaulty(objstore.NewMem())
+	b := startBroker(t, func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+	})
+	b.createTopic(t, "w", 1, nil)
+	at := func(ts int64, v string) []byte {
+		return segment.AppendBatch(nil, segment.NoProducer, []segment.Record{{Timestamp: ts, Value: []byte(v)}})
+	}
+	resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL, TimeoutMs: 5000,
+		Partitions: []*stratav1.PartitionRecords{{Topic: "w", Records: at(1000, "a")}}})
+	if err != nil || resp.GetPartitions()[0].GetError() != nil {
+		t.Fatal(err, resp)
+	}
+	store.SetDown(true)
+	b.produceOK(t, "w", 0, at(2000, "b")) // acks=leader: written, not committed
+	b.produceOK(t, "w", 0, at(3000, "c"))
+	r := b.listOffset(t, "w", 0, &stratav1.OffsetSpec{Spec: &stratav1.OffsetSpec_TimestampMs{TimestampMs: 3000}})
+	if r.GetOffset() != 1 || r.GetHighWatermark() != 1 {
+		t.Fatalf("timestamp 3000 resolved to offset %d (high watermark %d), want 1: the committed end", r.GetOffset(), r.GetHighWatermark())
+	}
+	store.SetDown(false)
+}
+
+// TestWALStateAdvanceAfterClose: a commit that lands after its partition
+// closed (a final flush that gave up waiting for it) updates the state
+// and does not panic.
+func TestWALStateAdvanceAfterClose(t *testing.T) {
+	w := newWALState(0)
+	w.close()
+	w.advance(5)
+	if got := w.committed.Load(); got != 5 {
+		t.Fatalf("committed %d, want 5", got)
+	}
+	if err := w.wait(context.Background(), 7); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("wait on a closed state: %v, want UNAVAILABLE", err)
 	}
 }

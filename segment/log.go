@@ -172,6 +172,14 @@ func Open(cfg Config) (*Log, error) {
 		return nil, err
 	}
 	last := segs[len(segs)-1]
+	// What a crashed process left in the page cache counts as synced from
+	// here on: make it so (sealed segments were fsynced when they rolled).
+	if err := last.log.Sync(); err != nil {
+		for _, s := range segs {
+			s.closeFiles()
+		}
+		return nil, fmt.Errorf("segment: sync %s: %w", last.path, err)
+	}
 	l.mu.segments = segs
 	l.mu.written = last.next
 	l.mu.synced = last.next

@@ -512,3 +512,32 @@ func TestSyncOnDemand(t *testing.T) {
 		t.Fatal("WaitDurable returned without an fsync")
 	}
 }
+
+// TestReopenSyncsTheTail: what a crashed process left written but not
+// fsynced is fsynced when the log reopens, before it counts as synced: a
+// WaitDurable answered from it then holds through a machine crash.
+func TestReopenSyncsTheTail(t *testing.T) {
+	fsys := NewMemFS()
+	cfg := Config{Dir: "/log", FS: fsys, SyncPolicy: SyncAlways, SyncOnDemand: true, SyncInterval: time.Hour, Logger: quiet}
+	l1, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, _, err := l1.Append(testBatch(i, 1, 10, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The process dies: l1 is abandoned, its writes are in the page cache.
+	l2 := openTest(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := l2.WaitDurable(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	// Then the machine crashes.
+	l3 := openTest(t, Config{Dir: "/log", FS: fsys.Crash(CrashOptions{}), SyncPolicy: SyncAlways, Logger: quiet})
+	if _, end := l3.Offsets(); end != 5 {
+		t.Fatalf("after a machine crash the log ends at %d, though WaitDurable(5) returned", end)
+	}
+}
