@@ -522,9 +522,11 @@ func (s *Server) ensureTopicLocked(ctx context.Context, t metadata.Topic, assign
 		}
 	}
 	s.mu.Unlock()
+	// One final flush for all of them (bounded): a store outage delays
+	// the step-down once, not once per partition.
+	s.finalFlush(moved)
 	for _, part := range moved {
 		s.logger.Info("partition assigned to another broker: stepping down", "topic", part.topic, "partition", part.id, "owner", assigned[part.id])
-		s.finalFlush([]*partition{part})
 		s.dropPartition(part)
 		s.handOver(part)
 		s.release(part)

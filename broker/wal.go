@@ -372,7 +372,7 @@ func (s *Server) readWALSection(ctx context.Context, e metadata.WALEntry) ([]byt
 // (bounded: a WAL that cannot be written leaves the tail to the local
 // log, as after a crash).
 func (s *Server) finalFlush(parts []*partition) {
-	if !s.cfg.WAL {
+	if !s.cfg.WAL || len(parts) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
