@@ -23,11 +23,7 @@ import (
 // once the store is back, both are committed in order.
 func TestWALAcksAll(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
-	})
+	b := startWALBroker(t, store)
 	b.createTopic(t, "w", 2, nil)
 	produce := func(acks stratav1.Acks, timeout time.Duration, values ...string) *stratav1.PartitionResult {
 		t.Helper()
@@ -89,10 +85,7 @@ func TestWALAcksAll(t *testing.T) {
 // new traffic. The records stay readable.
 func TestWALGarbageCollected(t *testing.T) {
 	mem := objstore.NewMem()
-	b := startBroker(t, func(c *Config) {
-		c.Objects = mem
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
+	b := startWALBroker(t, mem, func(c *Config) {
 		c.WALMaxAge = 200 * time.Millisecond
 		c.WALGCInterval = 100 * time.Millisecond
 		c.UploadInterval = 50 * time.Millisecond
@@ -140,11 +133,7 @@ func TestWALGarbageCollected(t *testing.T) {
 // while the WAL cannot commit.
 func TestWALTooOldRetryWaitsForCommit(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
-	})
+	b := startWALBroker(t, store)
 	b.createTopic(t, "w", 1, nil)
 	send := func(seq int32, timeout time.Duration) *stratav1.PartitionResult {
 		t.Helper()
@@ -195,10 +184,7 @@ func (w *walPutFails) Put(ctx context.Context, key string, data []byte) error {
 // partition.
 func TestUploadsWaitForTheWAL(t *testing.T) {
 	store := &walPutFails{Store: objstore.NewMem()}
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
+	b := startWALBroker(t, store, func(c *Config) {
 		c.UploadInterval = 20 * time.Millisecond
 	})
 	b.createTopic(t, "ev", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "1024", "local.retention.bytes": "0"})
@@ -235,11 +221,7 @@ func TestUploadsWaitForTheWAL(t *testing.T) {
 // at most its bound for a flush that is stuck retrying in a store outage.
 func TestFinalFlushBounded(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
-	})
+	b := startWALBroker(t, store)
 	b.createTopic(t, "w", 1, nil)
 	store.SetDown(true)
 	b.produceOK(t, "w", 0, batch("a"))
@@ -260,11 +242,7 @@ func TestFinalFlushBounded(t *testing.T) {
 // timeout.
 func TestDropTopicEndsWALWaits(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
-	})
+	b := startWALBroker(t, store)
 	b.createTopic(t, "w", 1, nil)
 	store.SetDown(true)
 	res := make(chan *stratav1.PartitionResult, 1)
@@ -296,11 +274,7 @@ func TestDropTopicEndsWALWaits(t *testing.T) {
 // could still take back.
 func TestTimestampLookupStopsAtTheHighWatermark(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
-	b := startBroker(t, func(c *Config) {
-		c.Objects = store
-		c.WAL = true
-		c.WALFlushInterval = 5 * time.Millisecond
-	})
+	b := startWALBroker(t, store)
 	b.createTopic(t, "w", 1, nil)
 	at := func(ts int64, v string) []byte {
 		return segment.AppendBatch(nil, segment.NoProducer, []segment.Record{{Timestamp: ts, Value: []byte(v)}})
@@ -333,4 +307,15 @@ func TestWALStateAdvanceAfterClose(t *testing.T) {
 	if err := w.wait(context.Background(), 7); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("wait on a closed state: %v, want UNAVAILABLE", err)
 	}
+}
+
+// startWALBroker starts a broker with the WAL on over store, flushing
+// every 5 ms; opts adjust the config further.
+func startWALBroker(t *testing.T, store objstore.Store, opts ...func(*Config)) *testBroker {
+	t.Helper()
+	return startBroker(t, append([]func(*Config){func(c *Config) {
+		c.Objects = store
+		c.WAL = true
+		c.WALFlushInterval = 5 * time.Millisecond
+	}}, opts...)...)
 }
