@@ -548,7 +548,7 @@ func (l *Log) syncLoop() {
 	// On demand, a background fsync every interval too: it keeps the dirty
 	// pages few, so that the fsync of a roll (under the append lock) stays
 	// short.
-	if l.cfg.SyncPolicy == SyncInterval || l.cfg.SyncOnDemand {
+	if l.cfg.SyncPolicy == SyncInterval || l.cfg.SyncPolicy == SyncAlways && l.cfg.SyncOnDemand {
 		t := time.NewTicker(l.cfg.SyncInterval)
 		defer t.Stop()
 		tick = t.C
