@@ -890,13 +890,30 @@ func (s *Server) partition(topic string, p int32) (*partition, error) {
 	case !ok && !ready:
 		return nil, fmt.Errorf("%w: broker is starting", ErrUnavailable)
 	case !ok:
-		return nil, fmt.Errorf("%w: %q", ErrTopicNotFound, topic)
+		return nil, s.unknownTopic(topic)
 	case p < 0 || p >= e.meta.Partitions:
 		return nil, fmt.Errorf("%w: %s/%d (the topic has %d partitions)", ErrPartitionNotFound, topic, p, e.meta.Partitions)
 	case part == nil:
 		return nil, s.notLeader(topic, p)
 	}
 	return part, nil
+}
+
+// unknownTopic is the error for a topic this broker does not serve: not
+// found, unless etcd has it (created through another broker, not yet
+// reconciled here) - then UNAVAILABLE, which clients retry, and the
+// reconcile runs now.
+func (s *Server) unknownTopic(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.store.GetTopic(ctx, topic); err == nil {
+		select {
+		case s.reconcileNow <- struct{}{}:
+		default:
+		}
+		return fmt.Errorf("%w: topic %q exists but this broker has not taken it up yet", ErrUnavailable, topic)
+	}
+	return fmt.Errorf("%w: %q", ErrTopicNotFound, topic)
 }
 
 // notLeader builds the not-the-leader error with the current leader from

@@ -366,8 +366,8 @@ func TestTieredReadsFromAnyBroker(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			vals, err := readFrom(addr)
-			if status.Code(err) == codes.NotFound && time.Now().Before(deadline) {
-				time.Sleep(300 * time.Millisecond) // the broker has not seen the new topic yet
+			if status.Code(err) == codes.Unavailable && time.Now().Before(deadline) {
+				time.Sleep(300 * time.Millisecond) // the broker has not taken up the new topic yet
 				continue
 			}
 			if code := status.Code(err); code != codes.FailedPrecondition {
