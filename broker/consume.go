@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/strata-stream/strata/metadata"
-
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -164,25 +162,19 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 		return toStatus(notLeader)
 	}
 	for range 100000 { // bounded: each turn sends or ends
-		e, ok := entryAt(entries, next)
-		if !ok && next <= entries[len(entries)-1].LastOffset {
-			// A gap in the manifest (records lost before upload): skip it.
-			for _, c := range entries {
-				if c.BaseOffset > next {
-					next, e, ok = c.BaseOffset, c, true
-					break
-				}
-			}
-		}
+		e, ok := entryFrom(entries, next)
 		if !ok {
 			// Beyond what this broker knew was uploaded: look again once.
 			if entries, err = s.store.ListSegments(ctx, topic, p); err != nil {
 				return toStatus(fmt.Errorf("%w: %v", ErrUnavailable, err))
 			}
-			if e, ok = entryAt(entries, next); !ok {
+			if e, ok = entryFrom(entries, next); !ok {
 				return toStatus(notLeader)
 			}
 		}
+		// After a gap in the manifest (records lost before upload), the
+		// next stored offset.
+		next = max(next, e.BaseOffset)
 		b, n, err := s.reader.Read(ctx, e, next, maxBytes)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -206,14 +198,4 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 		next = n
 	}
 	return nil
-}
-
-// entryAt returns the manifest entry holding offset.
-func entryAt(entries []metadata.SegmentEntry, offset int64) (metadata.SegmentEntry, bool) {
-	for _, e := range entries {
-		if e.BaseOffset <= offset && offset <= e.LastOffset {
-			return e, true
-		}
-	}
-	return metadata.SegmentEntry{}, false
 }

@@ -330,16 +330,14 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 // (WAL batches end on batch boundaries, so hw is one).
 func capRead(res segment.ReadResult, hw int64) segment.ReadResult {
 	res.End = min(res.End, hw)
-	b := res.Batches
 	n := 0
-	for n < len(b) {
-		h, err := segment.ParseBatchHeader(b[n:])
-		if err != nil || h.BaseOffset >= hw {
+	for h, b := range segment.Batches(res.Batches) {
+		if h.BaseOffset >= hw {
 			break
 		}
-		n += h.Size()
-		res.Next = h.BaseOffset + int64(h.LastOffsetDelta) + 1
+		n += len(b)
+		res.Next = h.LastOffset() + 1
 	}
-	res.Batches = b[:n] // when empty, the caller ignores Next
+	res.Batches = res.Batches[:n] // when empty, the caller ignores Next
 	return res
 }

@@ -644,38 +644,33 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		return nil, err
 	}
 	var committed int64
-	if s.cfg.WAL {
-		committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd)
-		if err != nil && !errors.Is(err, errWALMismatch) {
-			// The store or etcd failed us: keep the local log (it may
-			// hold acks=leader records no one else has) and try later.
-			_ = l.Close()
+	for attempt := 0; s.cfg.WAL; attempt++ {
+		if committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd); err == nil {
+			break
+		}
+		_ = l.Close()
+		if !errors.Is(err, errWALMismatch) || attempt > 0 {
+			// The store or etcd failed us: the local log stays (it may
+			// hold acks=leader records no one else has); try later.
 			return nil, fmt.Errorf("broker: rebuild %s/%d from the WAL: %w", t.Name, p, err)
 		}
-		if err != nil {
-			// The local log does not line up with the committed WAL (it
-			// lost its tail with the disk, or holds records of a run the
-			// WAL superseded): the WAL wins; rebuild from a fresh log.
-			s.logger.Warn("local log does not match the committed WAL: rebuilding it from the WAL", "topic", t.Name, "partition", p, "err", err)
-			_ = l.Close()
-			if err := os.RemoveAll(s.partitionDir(t, p)); err != nil {
-				return nil, fmt.Errorf("broker: discard log of %s/%d: %w", t.Name, p, err)
-			}
-			if err := s.checkLeaderEpoch(t, p, lead.Epoch, lead.RunStart); err != nil {
-				return nil, err
-			}
-			if l, err = openLog(); err != nil {
-				return nil, err
-			}
-			if committed, err = s.rebuildFromWAL(ctx, l, walEntries, sealedEnd); err != nil {
-				_ = l.Close()
-				return nil, fmt.Errorf("broker: rebuild %s/%d from the WAL: %w", t.Name, p, err)
-			}
+		// The local log does not line up with the committed WAL (it lost
+		// its tail with the disk, or holds records of a run the WAL
+		// superseded): the WAL wins; rebuild from a fresh log.
+		s.logger.Warn("local log does not match the committed WAL: rebuilding it from the WAL", "topic", t.Name, "partition", p, "err", err)
+		if err := os.RemoveAll(s.partitionDir(t, p)); err != nil {
+			return nil, fmt.Errorf("broker: discard log of %s/%d: %w", t.Name, p, err)
+		}
+		if err := s.checkLeaderEpoch(t, p, lead.Epoch, lead.RunStart); err != nil {
+			return nil, err
+		}
+		if l, err = openLog(); err != nil {
+			return nil, err
 		}
 	}
 	if _, end := l.Offsets(); end < st.HighWatermark {
-		// The local log lost acknowledged data (a disk lost or replaced):
-		// what was not uploaded has no other copy yet (the WAL comes later).
+		// The local log lost acknowledged data (a disk lost or replaced)
+		// and, without the WAL, what was not uploaded has no other copy.
 		s.logger.Error("local log ends below the recorded high watermark",
 			"topic", t.Name, "partition", p, "log_end", end, "high_watermark", st.HighWatermark)
 	}

@@ -44,9 +44,17 @@ func (p *partition) offsets() (start, end int64) {
 func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
 	p.rmu.RLock()
 	defer p.rmu.RUnlock()
-	es := p.remote.entries
+	if e, ok := entryFrom(p.remote.entries, offset); ok && e.BaseOffset <= offset {
+		return e, true
+	}
+	return metadata.SegmentEntry{}, false
+}
+
+// entryFrom returns the first entry of a manifest (sorted) that ends at or
+// after offset: the one holding it, or the next stored after a gap.
+func entryFrom(es []metadata.SegmentEntry, offset int64) (metadata.SegmentEntry, bool) {
 	i := sort.Search(len(es), func(i int) bool { return es[i].LastOffset >= offset })
-	if i < len(es) && es[i].BaseOffset <= offset {
+	if i < len(es) {
 		return es[i], true
 	}
 	return metadata.SegmentEntry{}, false
@@ -57,10 +65,8 @@ func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
 func (p *partition) nextStored(offset, localStart int64) int64 {
 	p.rmu.RLock()
 	defer p.rmu.RUnlock()
-	for _, e := range p.remote.entries {
-		if e.BaseOffset > offset {
-			return min(e.BaseOffset, localStart)
-		}
+	if e, ok := entryFrom(p.remote.entries, offset); ok && e.BaseOffset > offset {
+		return min(e.BaseOffset, localStart)
 	}
 	return localStart
 }
@@ -214,13 +220,10 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 			return
 		}
 		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches})
-		if err == nil {
-			err = segment.ForEachBatch(batches, func(h segment.BatchHeader, _ []byte) error {
-				if h.ProducerID >= 0 {
-					recordBatch(producers, h, h.BaseOffset)
-				}
-				return nil
-			})
+		for h := range segment.Batches(batches) { // CRC-checked by ReadSegment
+			if h.ProducerID >= 0 {
+				recordBatch(producers, h, h.BaseOffset)
+			}
 		}
 	})
 	if err != nil {

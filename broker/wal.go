@@ -27,10 +27,8 @@ import (
 
 // walState is a partition's WAL progress.
 type walState struct {
-	// shipped is the offset after the last batch shipped in a committed
-	// WAL object (only the flusher writes it).
-	shipped int64
-	// committed mirrors shipped for readers: the high watermark.
+	// committed is the offset after the last batch of a committed WAL
+	// object: the high watermark, and where the next flush starts.
 	committed atomic.Int64
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced when committed moves or the partition closes
@@ -38,13 +36,12 @@ type walState struct {
 }
 
 func newWALState(committed int64) *walState {
-	w := &walState{shipped: committed, changed: make(chan struct{})}
+	w := &walState{changed: make(chan struct{})}
 	w.committed.Store(committed)
 	return w
 }
 
 func (w *walState) advance(end int64) {
-	w.shipped = end
 	w.committed.Store(end)
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -162,7 +159,7 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) (more bool, e
 		if p.wal == nil || budget <= 0 {
 			continue
 		}
-		from := p.wal.shipped
+		from := p.wal.committed.Load()
 		// Written, synced or not: the WAL is what makes them durable (a
 		// broker that restarts with a shorter local log takes the tail
 		// back from the WAL).
@@ -197,10 +194,7 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) (more bool, e
 	if len(sections) == 0 {
 		return false, nil
 	}
-	if budget <= 0 {
-		more = true
-		s.kickWAL(0) // more is waiting
-	}
+	more = budget <= 0 // the rest waits for the next flush
 	start := s.cfg.Now()
 	obj, idx, err := tiering.EncodeWAL(s.cfg.BrokerID, sections)
 	if err != nil {
@@ -227,17 +221,17 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) (more bool, e
 	for i, p := range shipping {
 		leads[i] = p.lead
 	}
-	committed, fenced, err := s.store.CommitWAL(ctx, metadata.WALObject{Key: key, BrokerID: s.cfg.BrokerID, Seq: seq, Entries: idx.Entries}, leads)
-	for _, e := range committed {
-		for i, p := range shipping {
-			if p.topic == e.Topic && p.id == e.Partition && p.topicID == e.TopicID {
-				p.wal.advance(ends[i])
-			}
+	ok, err := s.store.CommitWAL(ctx, metadata.WALObject{Key: key, BrokerID: s.cfg.BrokerID, Seq: seq, Entries: idx.Entries}, leads)
+	var fenced []*partition
+	for i, p := range shipping {
+		switch {
+		case i < len(ok) && ok[i]:
+			p.wal.advance(ends[i])
+		case err == nil:
+			fenced = append(fenced, p)
 		}
 	}
-	if len(fenced) > 0 {
-		s.dropFenced(ctx, shipping, fenced)
-	}
+	s.dropFenced(ctx, fenced)
 	if s.metrics != nil {
 		s.metrics.walObjects.Inc()
 		s.metrics.walBytes.Add(float64(len(obj)))
@@ -253,17 +247,12 @@ func (s *Server) flushWAL(ctx context.Context, parts []*partition) (more bool, e
 // dropFenced finds which of the partitions whose WAL commit failed its
 // fence this broker no longer leads, and drops them; the others' tails are
 // shipped again by the next flush.
-func (s *Server) dropFenced(ctx context.Context, shipping []*partition, fenced []metadata.WALEntry) {
-	for _, e := range fenced {
-		for _, p := range shipping {
-			if p.topic != e.Topic || p.id != e.Partition || p.topicID != e.TopicID {
-				continue
-			}
-			ok, err := s.store.LeadershipCurrent(ctx, p.lead)
-			if err == nil && !ok {
-				s.logger.Error("fenced: no longer the leader; the WAL commit was refused", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
-				s.dropPartition(p)
-			}
+func (s *Server) dropFenced(ctx context.Context, fenced []*partition) {
+	for _, p := range fenced {
+		ok, err := s.store.LeadershipCurrent(ctx, p.lead)
+		if err == nil && !ok {
+			s.logger.Error("fenced: no longer the leader; the WAL commit was refused", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
+			s.dropPartition(p)
 		}
 	}
 }

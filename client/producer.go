@@ -164,12 +164,6 @@ type batch struct {
 	created    time.Time
 	attempts   int
 	timer      *time.Timer // linger timer while open
-	// order is when the batch was opened (the producer's count of
-	// batches) and first the index of its first record in that batch
-	// (after splits): together the order its records were produced in,
-	// which a partition's retries keep whatever their sequences.
-	order int64
-	first int
 }
 
 // Producer batches records per partition and sends them to the partitions'
@@ -195,7 +189,6 @@ type Producer struct {
 		// unacked are an idempotent producer's numbered, unresolved
 		// batches per partition, in sequence order.
 		unacked map[topicPartition][]*batch
-		batches int64 // batches opened
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -263,8 +256,7 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 		b = nil
 	}
 	if b == nil {
-		p.mu.batches++
-		b = &batch{tp: tp, created: time.Now(), order: p.mu.batches}
+		b = &batch{tp: tp, created: time.Now()}
 		p.mu.open[tp] = b
 		if p.cfg.Linger > 0 {
 			b.timer = time.AfterFunc(p.cfg.Linger, func() { p.lingerDone(b) })
@@ -531,8 +523,8 @@ func (p *Producer) retry(b *batch, err error) {
 func (p *Producer) split(b *batch) {
 	mid := len(b.records) / 2
 	halves := [2]*batch{
-		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts, order: b.order, first: b.first},
-		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts, order: b.order, first: b.first + mid},
+		{tp: b.tp, records: b.records[:mid], promises: b.promises[:mid], created: b.created, attempts: b.attempts},
+		{tp: b.tp, records: b.records[mid:], promises: b.promises[mid:], created: b.created, attempts: b.attempts},
 	}
 	if p.producerID >= 0 {
 		// The halves take b's sequences and place.
@@ -632,11 +624,11 @@ type retryQueue struct {
 	failed   bool
 }
 
-// flushRetries sends a partition's waiting batches in the order their
-// records were produced. (Not by sequence: batches renumbered under a new
-// producer id take their sequences when sent, and their errors may have
-// come back in any order, from the streams of different brokers.) Batches
-// that arrive while it routes are routed after them, until none are left.
+// flushRetries sends a partition's waiting batches in sequence order (the
+// order their records were produced: all of them are numbered under the
+// partition's current id), whatever order their errors came back in.
+// Batches that arrive while it routes are routed after them, until none
+// are left.
 func (p *Producer) flushRetries(tp topicPartition) {
 	// One metadata refresh for the wave, then in order to the leader.
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
@@ -662,17 +654,14 @@ func (p *Producer) flushRetries(tp topicPartition) {
 		}
 		bs := q.batches
 		q.batches, q.flushing = nil, true
+		sort.Slice(bs, func(i, j int) bool { return bs[i].baseSeq < bs[j].baseSeq })
 		p.mu.Unlock()
-		sort.Slice(bs, func(i, j int) bool {
-			a, b := bs[i], bs[j]
-			return a.order < b.order || a.order == b.order && a.first < b.first
-		})
 		for i, b := range bs {
 			p.route(b, false)
 			p.mu.Lock()
 			if q.failed && i+1 < len(bs) {
-				// It could not even be sent: the rest must not overtake it
-				// (renumbered batches take their sequences when sent).
+				// It could not even be sent: the rest would only be
+				// refused as out of order; they wait behind it.
 				q.batches = append(bs[i+1:], q.batches...)
 				p.mu.Unlock()
 				break

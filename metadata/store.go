@@ -326,10 +326,9 @@ func (s *Store) AcquireLeadership(ctx context.Context, t Topic, p int32, brokerI
 // another broker (or this one, later) can lead the partition at once. It
 // is a no-op when lead was already lost.
 func (s *Store) ReleaseLeadership(ctx context.Context, lead Leadership) error {
-	leaderKey := s.partitionKey(lead.Topic, lead.Partition, "leader")
 	_, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(leaderKey), "=", lead.ModRevision)).
-		Then(clientv3.OpDelete(leaderKey)).
+		If(s.leaderFence(lead)).
+		Then(clientv3.OpDelete(s.leaderKey(lead))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("metadata: release leadership of %s/%d: %w", lead.Topic, lead.Partition, err)
@@ -383,11 +382,21 @@ func (s *Store) GetLeaders(ctx context.Context, topic string, n int32) (map[int3
 	return out, nil
 }
 
+// leaderKey is the leader key of lead's partition.
+func (s *Store) leaderKey(lead Leadership) string {
+	return s.partitionKey(lead.Topic, lead.Partition, "leader")
+}
+
+// leaderFence holds while lead is the partition's current leadership: the
+// comparison of every write that depends on it.
+func (s *Store) leaderFence(lead Leadership) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(s.leaderKey(lead)), "=", lead.ModRevision)
+}
+
 // fencedPut writes key=value only while lead is current.
 func (s *Store) fencedPut(ctx context.Context, lead Leadership, key, value string) error {
-	leaderKey := s.partitionKey(lead.Topic, lead.Partition, "leader")
 	resp, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(leaderKey), "=", lead.ModRevision)).
+		If(s.leaderFence(lead)).
 		Then(clientv3.OpPut(key, value)).
 		Commit()
 	if err != nil {

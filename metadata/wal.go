@@ -50,40 +50,36 @@ func (s *Store) walKey(broker int32, seq int64, chunk int) string {
 
 // CommitWAL records a WAL object's sections, each fenced by the leadership
 // of its partition (leads[i] for w.Entries[i]): in one transaction per up
-// to maxTxnPuts partitions, so a large commit may land in parts. It
-// returns the entries committed; a part whose fence failed commits
-// nothing and its entries are returned in fenced (one or more of their
-// leaderships is gone, or the record key was taken; the caller finds
-// which and ships the others again).
-func (s *Store) CommitWAL(ctx context.Context, w WALObject, leads []Leadership) (committed, fenced []WALEntry, err error) {
+// to maxTxnPuts partitions, so a large commit may land in parts. ok[i]
+// reports whether w.Entries[i] was committed; a part whose fence failed
+// commits nothing (one or more of its leaderships is gone, or the record
+// key was taken: the caller finds which and ships the others again).
+func (s *Store) CommitWAL(ctx context.Context, w WALObject, leads []Leadership) (ok []bool, err error) {
 	if len(leads) != len(w.Entries) {
-		return nil, nil, fmt.Errorf("metadata: commit WAL %s: %d entries, %d leaderships", w.Key, len(w.Entries), len(leads))
+		return nil, fmt.Errorf("metadata: commit WAL %s: %d entries, %d leaderships", w.Key, len(w.Entries), len(leads))
 	}
+	ok = make([]bool, len(w.Entries))
 	for chunk, lo := 0, 0; lo < len(w.Entries); chunk, lo = chunk+1, lo+maxTxnPuts {
 		hi := min(len(w.Entries), lo+maxTxnPuts)
-		part := WALObject{Key: w.Key, BrokerID: w.BrokerID, Seq: w.Seq, Entries: w.Entries[lo:hi]}
-		v, err := json.Marshal(part)
+		v, err := json.Marshal(WALObject{Key: w.Key, BrokerID: w.BrokerID, Seq: w.Seq, Entries: w.Entries[lo:hi]})
 		if err != nil {
-			return committed, fenced, err
+			return ok, err
 		}
 		key := s.walKey(w.BrokerID, w.Seq, chunk)
 		// Never over another record (a reused seq).
-		cmps := make([]clientv3.Cmp, 0, hi-lo+1)
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(key), "=", 0))
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
 		for _, lead := range leads[lo:hi] {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.partitionKey(lead.Topic, lead.Partition, "leader")), "=", lead.ModRevision))
+			cmps = append(cmps, s.leaderFence(lead))
 		}
 		resp, err := s.cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(v))).Commit()
 		if err != nil {
-			return committed, fenced, fmt.Errorf("metadata: commit WAL %s: %w", w.Key, err)
+			return ok, fmt.Errorf("metadata: commit WAL %s: %w", w.Key, err)
 		}
-		if resp.Succeeded {
-			committed = append(committed, part.Entries...)
-		} else {
-			fenced = append(fenced, part.Entries...)
+		for i := lo; i < hi; i++ {
+			ok[i] = resp.Succeeded
 		}
 	}
-	return committed, fenced, nil
+	return ok, nil
 }
 
 // ListWAL returns every committed WAL record of the cluster, oldest
@@ -121,7 +117,8 @@ func PartitionWAL(ws []WALObject, topic, topicID string, p int32, from int64) []
 	return out
 }
 
-// DeleteWAL removes a WAL record (every part of it that was read).
+// DeleteWAL removes a WAL record read by ListWAL (one part of a large
+// commit).
 func (s *Store) DeleteWAL(ctx context.Context, w WALObject) error {
 	if w.etcdKey == "" || !strings.HasPrefix(w.etcdKey, s.prefix+"wal/") {
 		return fmt.Errorf("metadata: delete WAL %s: not a record read from etcd", w.Key)
@@ -135,7 +132,7 @@ func (s *Store) DeleteWAL(ctx context.Context, w WALObject) error {
 // LeadershipCurrent reports whether lead is still the partition's current
 // leadership.
 func (s *Store) LeadershipCurrent(ctx context.Context, lead Leadership) (bool, error) {
-	resp, err := s.cli.Get(ctx, s.partitionKey(lead.Topic, lead.Partition, "leader"))
+	resp, err := s.cli.Get(ctx, s.leaderKey(lead))
 	if err != nil {
 		return false, fmt.Errorf("metadata: get leader of %s/%d: %w", lead.Topic, lead.Partition, err)
 	}

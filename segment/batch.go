@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"iter"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -47,8 +48,9 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// crc32c returns the CRC-32C (Castagnoli) checksum of b.
-func crc32c(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+// CRC32C is the CRC-32C (Castagnoli) of b, the checksum of batches, frames
+// and footers.
+func CRC32C(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
 // BatchHeader is the decoded fixed-size header of a RecordBatch v2. It holds
 // no reference to the batch bytes.
@@ -153,7 +155,7 @@ func ValidateBatch(b []byte) (BatchHeader, error) {
 	if len(b) < h.Size() {
 		return h, ErrShortBatch
 	}
-	if got := crc32c(b[attrsPos:h.Size()]); got != h.CRC {
+	if got := CRC32C(b[attrsPos:h.Size()]); got != h.CRC {
 		return h, fmt.Errorf("%w: batch at offset %d: crc %08x, want %08x", ErrCorrupt, h.BaseOffset, got, h.CRC)
 	}
 	return h, nil
@@ -242,7 +244,7 @@ func AppendBatch(dst []byte, opts BatchOptions, records []Record) []byte {
 		NumRecords:           int32(len(records)),
 	}
 	kb.AppendTo(dst[start:start])
-	binary.BigEndian.PutUint32(dst[start+crcPos:], crc32c(dst[start+attrsPos:]))
+	binary.BigEndian.PutUint32(dst[start+crcPos:], CRC32C(dst[start+attrsPos:]))
 	return dst
 }
 
@@ -289,6 +291,22 @@ func BatchRecords(b []byte, fn func(Record) error) error {
 		return fmt.Errorf("%w: batch %d: %d trailing bytes after %d records", ErrCorrupt, h.BaseOffset, len(body), h.NumRecords)
 	}
 	return nil
+}
+
+// Batches yields the header and bytes of each of the concatenated batches
+// in b, which were checked already (no CRC here): for walking a read or an
+// object's batches cheaply. It stops at the first header that does not
+// parse or a batch that does not fit.
+func Batches(b []byte) iter.Seq2[BatchHeader, []byte] {
+	return func(yield func(BatchHeader, []byte) bool) {
+		for len(b) > 0 {
+			h, err := ParseBatchHeader(b)
+			if err != nil || h.Size() > len(b) || !yield(h, b[:h.Size()]) {
+				return
+			}
+			b = b[h.Size():]
+		}
+	}
 }
 
 // ForEachBatch walks the concatenated batches in b, validating each (CRC

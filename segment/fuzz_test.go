@@ -29,7 +29,7 @@ func FuzzBatch(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		err := ForEachBatch(b, func(h BatchHeader, batch []byte) error {
-			if crc32c(batch[attrsPos:]) != h.CRC {
+			if CRC32C(batch[attrsPos:]) != h.CRC {
 				t.Fatalf("accepted a batch whose CRC fails")
 			}
 			if len(batch) != h.Size() {

@@ -541,3 +541,24 @@ func TestReopenSyncsTheTail(t *testing.T) {
 		t.Fatalf("after a machine crash the log ends at %d, though WaitDurable(5) returned", end)
 	}
 }
+
+// TestBatchesWalksHeaders: Batches yields every whole batch in order and
+// stops at a torn one.
+func TestBatchesWalksHeaders(t *testing.T) {
+	var b []byte
+	for i := range 3 {
+		one := testBatch(i, 2, 10, 1)
+		SetBaseOffset(one, int64(2*i))
+		b = append(b, one...)
+	}
+	var bases []int64
+	for h, raw := range Batches(b[:len(b)-5]) {
+		if len(raw) != h.Size() {
+			t.Fatalf("batch at %d: %d bytes, header says %d", h.BaseOffset, len(raw), h.Size())
+		}
+		bases = append(bases, h.BaseOffset)
+	}
+	if len(bases) != 2 || bases[0] != 0 || bases[1] != 2 {
+		t.Fatalf("bases %v, want [0 2] (the torn third batch left out)", bases)
+	}
+}

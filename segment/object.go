@@ -162,7 +162,7 @@ func EncodeObject(dst []byte, meta ObjectMeta, batches []byte, opts ObjectOption
 			cur.Codec, cur.StoredLen = FrameRaw, int64(len(raw))
 			dst = append(dst, raw...) // overwrites the unused zstd output
 		}
-		cur.CRC = crc32c(dst[len(dst)-int(cur.StoredLen):])
+		cur.CRC = CRC32C(dst[len(dst)-int(cur.StoredLen):])
 		f.Frames = append(f.Frames, *cur)
 		cur = nil
 	}
@@ -228,7 +228,7 @@ func (f *Footer) appendTo(b []byte) []byte {
 		b = binary.BigEndian.AppendUint32(b, fr.CRC)
 		b = append(b, fr.Codec)
 	}
-	return binary.BigEndian.AppendUint32(b, crc32c(b[start:]))
+	return binary.BigEndian.AppendUint32(b, CRC32C(b[start:]))
 }
 
 // ParseTrailer reads the last TrailerSize bytes of an object and returns the
@@ -257,7 +257,7 @@ func DecodeFooter(b []byte) (*Footer, error) {
 		return nil, fmt.Errorf("%w: footer of %d bytes", ErrCorrupt, len(b))
 	}
 	body := b[:len(b)-4]
-	if got, want := crc32c(body), binary.BigEndian.Uint32(b[len(b)-4:]); got != want {
+	if got, want := CRC32C(body), binary.BigEndian.Uint32(b[len(b)-4:]); got != want {
 		return nil, fmt.Errorf("%w: footer crc %08x, want %08x", ErrCorrupt, got, want)
 	}
 	f := &Footer{Version: binary.BigEndian.Uint16(body)}
@@ -372,7 +372,7 @@ func AppendFrame(dst []byte, f *Footer, i int, stored []byte) ([]byte, error) {
 	if int64(len(stored)) != fr.StoredLen {
 		return dst, fmt.Errorf("%w: frame %d is %d bytes, want %d", ErrCorrupt, i, len(stored), fr.StoredLen)
 	}
-	if got := crc32c(stored); got != fr.CRC {
+	if got := CRC32C(stored); got != fr.CRC {
 		return dst, fmt.Errorf("%w: frame %d crc %08x, want %08x", ErrCorrupt, i, got, fr.CRC)
 	}
 	start := len(dst)

@@ -66,6 +66,17 @@ func readAll(t *testing.T, r *Reader, e metadata.SegmentEntry, want map[int64]st
 	}
 }
 
+// waitReadAhead waits (at most 10 s) until no read-ahead fetch of r is in
+// flight, so that GETs counted after it are the reads' own.
+func waitReadAhead(t *testing.T, r *Reader) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); len(r.prefetch) > 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("read-ahead still running after 10s")
+		}
+	}
+}
+
 func TestCachedSequentialRead(t *testing.T) {
 	store := objstore.NewFaulty(objstore.NewMem())
 	e, want := randomObject(t, store)
@@ -75,6 +86,7 @@ func TestCachedSequentialRead(t *testing.T) {
 	}
 	r := NewReader(store, ReaderConfig{Cache: cache, WindowBytes: 4 << 20})
 	readAll(t, r, e, want, 1<<20)
+	waitReadAhead(t, r)
 	// ~12.6 MiB in 4 MiB windows: 4 GETs of frames (+2 for the footer);
 	// a window a read-ahead races with may be split in two, so at most 8
 	// for frames - and never one per frame (12).

@@ -297,12 +297,12 @@ func (r *Reader) Read(ctx context.Context, e metadata.SegmentEntry, from int64, 
 // trimBefore drops the whole batches of b (checked already) that end
 // before offset from: the frame holding from may start well before it.
 func trimBefore(b []byte, from int64) []byte {
-	for len(b) > 0 {
-		h, err := segment.ParseBatchHeader(b)
-		if err != nil || h.LastOffset() >= from {
-			return b
+	n := 0
+	for h, raw := range segment.Batches(b) {
+		if h.LastOffset() >= from {
+			break
 		}
-		b = b[h.Size():]
+		n += len(raw)
 	}
-	return b
+	return b[n:]
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
@@ -25,8 +24,6 @@ import (
 const WALMagic = "STRATAW1"
 
 const walTrailerSize = 4 + 4 + len(WALMagic)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrCorruptWAL is returned for a WAL object or section that fails its
 // checks.
@@ -74,7 +71,7 @@ func EncodeWAL(broker int32, sections []WALSection) ([]byte, WALIndex, error) {
 		idx.Entries = append(idx.Entries, metadata.WALEntry{
 			Topic: s.Topic, TopicID: s.TopicID, Partition: s.Partition, Epoch: s.Epoch,
 			BaseOffset: base, LastOffset: last, Pos: int64(len(obj)), Len: int64(len(s.Batches)),
-			CRC: crc32.Checksum(s.Batches, castagnoli),
+			CRC: segment.CRC32C(s.Batches),
 		})
 		obj = append(obj, s.Batches...)
 	}
@@ -84,7 +81,7 @@ func EncodeWAL(broker int32, sections []WALSection) ([]byte, WALIndex, error) {
 	}
 	obj = append(obj, js...)
 	obj = binary.BigEndian.AppendUint32(obj, uint32(len(js)))
-	obj = binary.BigEndian.AppendUint32(obj, crc32.Checksum(js, castagnoli))
+	obj = binary.BigEndian.AppendUint32(obj, segment.CRC32C(js))
 	obj = append(obj, WALMagic...)
 	return obj, idx, nil
 }
@@ -122,7 +119,7 @@ func DecodeWAL(obj []byte) (WALIndex, error) {
 	}
 	dataEnd := len(obj) - walTrailerSize - int(n)
 	js := obj[dataEnd : len(obj)-walTrailerSize]
-	if crc32.Checksum(js, castagnoli) != sum {
+	if segment.CRC32C(js) != sum {
 		return idx, fmt.Errorf("%w: index CRC mismatch", ErrCorruptWAL)
 	}
 	if err := json.Unmarshal(js, &idx); err != nil {
@@ -149,7 +146,7 @@ func WALSectionBatches(section []byte, e metadata.WALEntry) ([]byte, error) {
 	if int64(len(section)) != e.Len {
 		return nil, fmt.Errorf("%w: section of %s/%d is %d bytes, want %d", ErrCorruptWAL, e.Topic, e.Partition, len(section), e.Len)
 	}
-	if crc32.Checksum(section, castagnoli) != e.CRC {
+	if segment.CRC32C(section) != e.CRC {
 		return nil, fmt.Errorf("%w: section of %s/%d [%d, %d] fails its CRC", ErrCorruptWAL, e.Topic, e.Partition, e.BaseOffset, e.LastOffset)
 	}
 	base, last, err := batchRange(section)
