@@ -76,7 +76,7 @@ type GroupInfo struct {
 // default limit of 128 operations per transaction.
 const maxGroupTxnOps = 120
 
-func (s *Store) groupPrefix(group string) string  { return s.prefix + "groups/" + group + "/" }
+func (s *Store) groupPrefix(group string) string    { return s.prefix + "groups/" + group + "/" }
 func (s *Store) coordinatorKey(group string) string { return s.groupPrefix(group) + "coordinator" }
 func (s *Store) groupStateKey(group string) string  { return s.groupPrefix(group) + "state" }
 func (s *Store) offsetsPrefix(group string) string  { return s.prefix + "offsets/" + group + "/" }
