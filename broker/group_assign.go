@@ -12,8 +12,8 @@ type topicPartition = metadata.TopicPartition
 
 // Assignor names, as clients ask for them.
 const (
-	AssignorRange            = "range"
-	AssignorRoundRobin       = "roundrobin"
+	AssignorRange             = "range"
+	AssignorRoundRobin        = "roundrobin"
 	AssignorCooperativeSticky = "cooperative-sticky"
 )
 
@@ -40,8 +40,8 @@ type assignFunc func(members []assignMember, partitions map[string]int32) map[st
 
 // assignors are the assignors a group may use.
 var assignors = map[string]assignFunc{
-	AssignorRange:            assignRange,
-	AssignorRoundRobin:       assignRoundRobin,
+	AssignorRange:             assignRange,
+	AssignorRoundRobin:        assignRoundRobin,
 	AssignorCooperativeSticky: assignSticky,
 }
 

@@ -27,6 +27,8 @@ type Metrics struct {
 	walPutLatency    prometheus.Histogram
 	walCommitLatency prometheus.Histogram
 	walDeleted       prometheus.Counter
+
+	groups *groupMetrics
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -89,11 +91,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut,
 		m.uploadedObjects, m.uploadedBytes, m.uploadedRawBytes, m.uploadRetries, m.remoteReadBytes,
 		m.walObjects, m.walBytes, m.walPutLatency, m.walCommitLatency, m.walDeleted)
+	m.groups = newGroupMetrics(reg)
 	return m
 }
 
 func (m *Metrics) bindServer(s *Server) {
-	m.reg.MustRegister(&offsetCollector{s: s})
+	m.reg.MustRegister(&offsetCollector{s: s}, &groupCollector{c: s.groups})
 }
 
 // offsetCollector reports each led partition's log offsets at scrape time.

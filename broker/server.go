@@ -77,7 +77,9 @@ type Config struct {
 	// 10 s).
 	WALMaxAge     time.Duration
 	WALGCInterval time.Duration
-	Logger        *slog.Logger
+	// Groups configures consumer group coordination.
+	Groups GroupConfig
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -190,6 +192,9 @@ type Server struct {
 	walFull    chan struct{}
 	walPending atomic.Int64
 	walSem     chan struct{}
+	// groups coordinates the consumer groups whose coordinator this
+	// broker is.
+	groups *coordinator
 }
 
 // New returns a broker on store. Run starts it.
@@ -207,6 +212,11 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	}
 	s.mu.topics = map[string]*topicEntry{}
 	s.mu.partitions = map[partKey]*partition{}
+	var gm *groupMetrics
+	if m != nil {
+		gm = m.groups
+	}
+	s.groups = newCoordinator(s, cfg.Groups, gm)
 	if m != nil {
 		m.bindServer(s)
 	}
@@ -366,6 +376,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.walLoop(gctx) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.WALGCInterval, s.walGC) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
+	g.Go(func() error { return s.groups.run(gctx, sess) })
 	err = g.Wait()
 	s.setReady(false)
 	s.mu.Lock()
