@@ -2,10 +2,13 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"hash/fnv"
 	"sort"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
@@ -14,6 +17,15 @@ import (
 type TopicPartition struct {
 	Topic     string
 	Partition int32
+}
+
+func (tp TopicPartition) String() string { return fmt.Sprintf("%s/%d", tp.Topic, tp.Partition) }
+
+// groupRetriable reports whether a group call failing with err may
+// succeed on another broker: FAILED_PRECONDITION means the request itself
+// was refused (a fenced member, a group with members).
+func groupRetriable(err error) bool {
+	return retriable(err) && status.Code(err) != codes.FailedPrecondition
 }
 
 // FindCoordinator returns the id and address of a group's coordinator.
@@ -31,12 +43,12 @@ func (c *Client) FindCoordinator(ctx context.Context, group string) (int32, stri
 		if cc, err := c.conn(addr); err == nil {
 			if err := call(cc); err == nil {
 				return resp.GetBrokerId(), resp.GetAddress(), nil
-			} else if !retriable(err) {
+			} else if !groupRetriable(err) {
 				return -1, "", err
 			}
 		}
 	}
-	if err := c.anyBroker(ctx, call); err != nil {
+	if err := c.anyBrokerIf(ctx, groupRetriable, call); err != nil {
 		return -1, "", err
 	}
 	return resp.GetBrokerId(), resp.GetAddress(), nil
@@ -62,7 +74,7 @@ func (c *Client) hashedBroker(key string) (string, bool) {
 // ListGroups lists the consumer groups.
 func (c *Client) ListGroups(ctx context.Context) ([]*stratav1.GroupSummary, error) {
 	var resp *stratav1.ListGroupsResponse
-	err := c.anyBroker(ctx, func(cc *grpc.ClientConn) error {
+	err := c.anyBrokerIf(ctx, groupRetriable, func(cc *grpc.ClientConn) error {
 		var err error
 		resp, err = stratav1.NewGroupServiceClient(cc).ListGroups(ctx, &stratav1.ListGroupsRequest{})
 		return err
@@ -78,7 +90,7 @@ func (c *Client) DescribeGroup(ctx context.Context, group string) (*stratav1.Des
 		return stratav1.NewGroupServiceClient(cc).DescribeGroup(ctx, &stratav1.DescribeGroupRequest{Group: group})
 	}
 	var resp *stratav1.DescribeGroupResponse
-	err := c.anyBroker(ctx, func(cc *grpc.ClientConn) error {
+	err := c.anyBrokerIf(ctx, groupRetriable, func(cc *grpc.ClientConn) error {
 		var err error
 		resp, err = describe(cc)
 		return err
@@ -107,7 +119,7 @@ func (c *Client) DescribeGroup(ctx context.Context, group string) (*stratav1.Des
 	switch {
 	case err == nil:
 		return live, nil
-	case retriable(err):
+	case groupRetriable(err):
 		return resp, nil // the coordinator is moving: etcd's view
 	}
 	return nil, err
@@ -130,7 +142,7 @@ func (c *Client) ResetGroupOffsets(ctx context.Context, group string, offsets ma
 		req.Offsets = append(req.Offsets, &stratav1.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: o})
 	}
 	var resp *stratav1.ResetOffsetsResponse
-	err := c.anyBroker(ctx, func(cc *grpc.ClientConn) error {
+	err := c.anyBrokerIf(ctx, groupRetriable, func(cc *grpc.ClientConn) error {
 		var err error
 		resp, err = stratav1.NewGroupServiceClient(cc).ResetOffsets(ctx, req)
 		return err
@@ -141,7 +153,7 @@ func (c *Client) ResetGroupOffsets(ctx context.Context, group string, offsets ma
 // DeleteGroup deletes a group that has no members (FAILED_PRECONDITION
 // otherwise) and its committed offsets.
 func (c *Client) DeleteGroup(ctx context.Context, group string) error {
-	return c.anyBroker(ctx, func(cc *grpc.ClientConn) error {
+	return c.anyBrokerIf(ctx, groupRetriable, func(cc *grpc.ClientConn) error {
 		_, err := stratav1.NewGroupServiceClient(cc).DeleteGroup(ctx, &stratav1.DeleteGroupRequest{Group: group})
 		return err
 	})

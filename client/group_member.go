@@ -48,7 +48,7 @@ func (g *GroupConsumer) membership() {
 			err = status.Error(codes.Unavailable, err.Error())
 		}
 		switch code := status.Code(err); {
-		case errors.Is(err, ErrClosed):
+		case errors.Is(err, ErrClosed) || g.c.isClosed():
 			g.lose("client closed")
 			g.fail(ErrClosed)
 			return
