@@ -808,7 +808,7 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 	}
 	mustCLI(t, b, []byte(in.String()), "produce", "clit", "--key-separator", ":")
 	first := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--max", "10", "--format", "%v")
-	second := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--timeout", "3s", "--format", "%v")
+	second := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--max", "20", "--timeout", "20s", "--format", "%v")
 	got := strings.Fields(first + second)
 	sort.Strings(got)
 	var want []string
@@ -938,7 +938,7 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 		}
 	}
 	// After the reset to the start, the group reads everything again.
-	again := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--timeout", "3s", "--format", "%v")
+	again := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--max", "30", "--timeout", "20s", "--format", "%v")
 	if n := len(strings.Fields(again)); n != 30 {
 		t.Fatalf("after the reset the group printed %d records, want 30", n)
 	}
@@ -1000,9 +1000,15 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	defer func() {
 		cancelPolls()
 		pollers.Wait()
+		var closing sync.WaitGroup
 		for _, gc := range cs {
-			_ = gc.Close()
+			closing.Add(1)
+			go func() {
+				defer closing.Done()
+				_ = gc.Close()
+			}()
 		}
+		closing.Wait()
 	}()
 	start := time.Now()
 	waitAssigned(t, "one partition each", 60*time.Second, func() bool {
@@ -1242,4 +1248,3 @@ func testGroupCoordinatorKilled(t *testing.T, cl *groupCluster) {
 		}
 	}
 }
-
