@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -416,6 +417,17 @@ func TestGroupAdmin(t *testing.T) {
 	if p0.GetCommittedOffset() != 1 || p0.GetLogEndOffset() != 3 || p0.GetLag() != 2 || p0.GetMemberId() != m.id || d.GetAssignor() != "range" {
 		t.Fatalf("describe: %v", d)
 	}
+	// The lag metric, as the coordinator measures it: 3 records, 1
+	// committed.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&groupCollector{c: b.srv.groups})
+	b.srv.groups.measureLag(rpcCtx(t))
+	if got := gatheredValue(t, reg, "strata_group_lag", map[string]string{"group": "ga", "topic": "at", "partition": "0"}); got != 2 {
+		t.Fatalf("strata_group_lag = %v, want 2", got)
+	}
+	if got := gatheredValue(t, reg, "strata_group_members", map[string]string{"group": "ga"}); got != 1 {
+		t.Fatalf("strata_group_members = %v, want 1", got)
+	}
 	l, err := b.groups().ListGroups(rpcCtx(t), &stratav1.ListGroupsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -547,6 +559,31 @@ func TestGroupTakeover(t *testing.T) {
 			break
 		}
 	}
+}
+
+// gatheredValue returns the value of the metric name with labels (-1 when
+// absent).
+func gatheredValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 func FuzzValidateJoin(f *testing.F) {

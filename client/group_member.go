@@ -130,6 +130,10 @@ func (g *GroupConsumer) runStream(lastAck *time.Time, session *time.Duration, fa
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	if _, known := g.c.hashedBroker(g.cfg.Group); !known {
+		// Learn the brokers, so that FindCoordinator spreads groups.
+		_, _ = g.c.Metadata(fctx)
+	}
 	_, addr, err := g.c.FindCoordinator(fctx, g.cfg.Group)
 	fcancel()
 	if err != nil {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"slices"
 	"sort"
@@ -502,6 +504,7 @@ func testGroupShare(t *testing.T, cl *groupCluster) {
 	prod.close()
 	t.Logf("produced %d records", prod.n.Load())
 	waitConsumedAll(t, l, 30*time.Second)
+	checkLagMetric(t, cl, c, "share-g", 12)
 	cs[0].close(t)
 	cs[1].close(t)
 
@@ -513,6 +516,55 @@ func testGroupShare(t *testing.T, cl *groupCluster) {
 		t.Error(v)
 	}
 	checkDuplicates(t, entries, "c3")
+}
+
+// checkLagMetric: the group's coordinator exports strata_group_lag for
+// each of its partitions (measured every 5 s); the consumers have caught
+// up, so each is 0 once measured after that.
+func checkLagMetric(t *testing.T, cl *groupCluster, c *client.Client, group string, partitions int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	d, err := c.DescribeGroup(ctx, group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := cl.brokers[d.GetCoordinatorId()-1]
+	var lines []string
+	for deadline := time.Now().Add(12 * time.Second); ; {
+		lines = lines[:0]
+		body := scrape(t, b)
+		nonZero := 0
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "strata_group_lag{") && strings.Contains(line, `group="`+group+`"`) {
+				lines = append(lines, line)
+				if !strings.HasSuffix(line, " 0") {
+					nonZero++
+				}
+			}
+		}
+		if len(lines) == partitions && nonZero == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("coordinator's strata_group_lag for %s after the consumers caught up: %d series, want %d at 0:\n%s", group, len(lines), partitions, strings.Join(lines, "\n"))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func scrape(t *testing.T, b *brokerProc) string {
+	t.Helper()
+	resp, err := http.Get("http://" + b.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }
 
 // checkDuplicates: every record consumed twice was first consumed by the
@@ -641,6 +693,12 @@ func testGroupSticky(t *testing.T, cl *groupCluster) {
 	if worst > time.Second {
 		t.Errorf("an unmoved partition paused %s around the rebalance", worst)
 	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	return s
 }
 
 func mapsEqual(a, b map[client.TopicPartition]bool) bool {
@@ -939,8 +997,8 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 	}
 	// After the reset to the start, the group reads everything again.
 	again := mustCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--max", "30", "--timeout", "20s", "--format", "%v")
-	if n := len(strings.Fields(again)); n != 30 {
-		t.Fatalf("after the reset the group printed %d records, want 30", n)
+	if got := strings.Fields(again); !slices.Equal(sorted(got), want) {
+		t.Fatalf("after the reset the group printed %v, want each of the 30 once", got)
 	}
 	_, errOut, code = runCLI(t, b, nil, "consume", "clit", "--group", "cli-g", "--from", "1")
 	if code != 1 || !strings.Contains(errOut, "want earliest, latest or none") {
