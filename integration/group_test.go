@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1029,9 +1031,18 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 
 // testGroupCommitLoad: 100 consumers, each committing every 10 ms, cost
 // at most one etcd write of the group per commit interval (the documented
-// bound), however many commits arrive.
+// bound), however many commits arrive. Each consumer has one commit in
+// flight (STRATA_BENCH_COMMITS_IN_FLIGHT raises it, for benchmarks.md).
 func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	const members, every, run = 100, 10 * time.Millisecond, 5 * time.Second
+	inFlight := 1
+	if v := os.Getenv("STRATA_BENCH_COMMITS_IN_FLIGHT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("STRATA_BENCH_COMMITS_IN_FLIGHT=%q: want a positive count", v)
+		}
+		inFlight = n
+	}
 	c := cl.client(t)
 	cl.createTopic(t, c, "load", members)
 	var cs []*client.GroupConsumer
@@ -1097,10 +1108,10 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 			tp := gc.Assignment()[0]
 			tick := time.NewTicker(every)
 			defer tick.Stop()
-			// A commit every tick; one in flight per member: a tick that
-			// finds the last commit still waiting for the coordinator
-			// sends nothing (its offset goes with the next commit).
-			busy := make(chan struct{}, 1)
+			// A commit every tick, up to inFlight waiting for the
+			// coordinator: a tick that finds them all waiting sends
+			// nothing (its offset goes with the next commit).
+			busy := make(chan struct{}, inFlight)
 			var mine sync.WaitGroup
 			for n := int64(1); time.Since(begin) < run; n++ {
 				<-tick.C
@@ -1134,8 +1145,8 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	after := rev()
 	writes := countGroupWrites(t, cl.etcd, cl.prefix, "load-g", before, after)
 	bound := int(elapsed/groupCommitInterval) + 1
-	t.Logf("commit load: %d members, %d commit ticks (%.0f/s), %d commits sent (%.0f/s), %d ok, %d failed, in %s: %d etcd writes of the group (%.1f/s); bound %d (one per %s); etcd revisions overall %d",
-		members, ticks.Load(), float64(ticks.Load())/elapsed.Seconds(), sent.Load(), float64(sent.Load())/elapsed.Seconds(), ok.Load(), failed.Load(), elapsed.Round(time.Millisecond),
+	t.Logf("commit load: %d members, up to %d commits in flight each, %d commit ticks (%.0f/s), %d commits sent (%.0f/s), %d ok, %d failed, in %s: %d etcd writes of the group (%.1f/s); bound %d (one per %s); etcd revisions overall %d",
+		members, inFlight, ticks.Load(), float64(ticks.Load())/elapsed.Seconds(), sent.Load(), float64(sent.Load())/elapsed.Seconds(), ok.Load(), failed.Load(), elapsed.Round(time.Millisecond),
 		writes, float64(writes)/elapsed.Seconds(), bound, groupCommitInterval, after-before)
 	if failed.Load() > 0 {
 		t.Errorf("%d commits failed", failed.Load())
