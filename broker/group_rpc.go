@@ -122,6 +122,13 @@ func (gs groupService) FindCoordinator(ctx context.Context, req *stratav1.FindCo
 // find returns the group's coordinator, becoming it when there is none.
 func (c *coordinator) find(ctx context.Context, name string) (int32, string, error) {
 	self := c.s.cfg.BrokerID
+	select {
+	case <-c.s.stopping:
+		// Not while stopping: members would come back to a broker about
+		// to end their streams; the key goes with the session.
+		return -1, "", fmt.Errorf("%w: broker %d is shutting down", ErrNotCoordinator, self)
+	default:
+	}
 	for range 3 {
 		if c.loaded(name) != nil {
 			return self, c.s.cfg.Advertise, nil
@@ -165,6 +172,11 @@ func (gs groupService) Join(stream stratav1.GroupService_JoinServer) error {
 	name, req, err := validateJoin(j, s.groups.cfg.SessionTimeout)
 	if err != nil {
 		return toStatus(err)
+	}
+	select {
+	case <-s.stopping:
+		return toStatus(fmt.Errorf("%w: broker shutting down", ErrNotCoordinator))
+	default:
 	}
 	if !s.leaseValid() {
 		return toStatus(fmt.Errorf("%w: broker %d has no live etcd session", ErrNotCoordinator, s.cfg.BrokerID))

@@ -552,7 +552,7 @@ func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPart
 		case !retriable(err) && !errors.Is(err, ErrNoBroker):
 			return err
 		}
-		t := time.NewTimer(backoff(100*time.Millisecond, attempt+1))
+		t := time.NewTimer(backoff(100*time.Millisecond, min(attempt+1, 4)))
 		select {
 		case <-t.C:
 		case <-ctx.Done():

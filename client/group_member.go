@@ -70,7 +70,10 @@ func (g *GroupConsumer) membership() {
 			g.lose("no heartbeat acknowledged within the session timeout")
 			lastAck = time.Time{}
 		}
-		t := time.NewTimer(backoff(100*time.Millisecond, failures))
+		// At most ~0.5 s apart: a coordinator's broker that died is
+		// replaced about a session TTL later, and the member should find
+		// the new one well within its session timeout.
+		t := time.NewTimer(backoff(50*time.Millisecond, min(failures, 4)))
 		select {
 		case <-t.C:
 		case <-g.closing:
