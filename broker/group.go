@@ -26,7 +26,7 @@ import (
 // committed), or until it is removed. So no partition is ever consumed
 // by two members the coordinator considers alive.
 //
-// Lock order: group.flushMu, coordinator.mu, group.mu.
+// Lock order: group.flushMu, coordinator.mu, group.mu, Server.mu.
 type group struct {
 	c     *coordinator
 	name  string

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -387,6 +388,12 @@ func (g *group) flush(ctx context.Context, now time.Time) error {
 	} else if err != nil {
 		err = fmt.Errorf("%w: writing group %s to etcd: %v", ErrUnavailable, g.name, err)
 	}
+	// The partition counts of what the members admitted now subscribe to,
+	// so that their first assignment covers them.
+	var counts map[string]int32
+	if len(joining) > 0 {
+		counts = c.s.topicPartitions(g.subscribedTopics())
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	round.err = err
@@ -426,6 +433,9 @@ func (g *group) flush(ctx context.Context, now time.Time) error {
 		}
 	}
 	if admitted {
+		if !maps.Equal(counts, g.mu.partitions) {
+			g.mu.partitions = counts
+		}
 		g.recomputeLocked()
 		g.reconcileAllLocked(now)
 	}

@@ -322,7 +322,11 @@ func TestGroupCommitsAreCoalesced(t *testing.T) {
 	b := startGroupBroker(t, interval)
 	b.createTopic(t, "ct", 8, nil)
 	m := b.joinRaw(t, &stratav1.JoinGroup{Group: "gc", Topics: []string{"ct"}}, 500*time.Millisecond)
-	m.ack(m.assignment(5 * time.Second))
+	if a := m.assignment(5 * time.Second); len(a.GetPartitions()) != 8 {
+		t.Fatalf("first assignment %v, want all 8 partitions", partitionsOf(a))
+	} else {
+		m.ack(a)
+	}
 	cli := b.srv.store.Client()
 	rev := func() int64 {
 		r, err := cli.Get(rpcCtx(t), "/probe")
