@@ -133,6 +133,22 @@ func (c *Client) brokerAddr(id int32) (string, bool) {
 	return addr, ok
 }
 
+// GroupOffsets fetches a group's committed offsets (the offset of the
+// next record to consume, per partition that has one).
+func (c *Client) GroupOffsets(ctx context.Context, group string) (map[TopicPartition]int64, error) {
+	d, err := c.DescribeGroup(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	out := map[TopicPartition]int64{}
+	for _, p := range d.GetPartitions() {
+		if p.GetCommittedOffset() >= 0 {
+			out[TopicPartition{Topic: p.GetTopic(), Partition: p.GetPartition()}] = p.GetCommittedOffset()
+		}
+	}
+	return out, nil
+}
+
 // ResetGroupOffsets sets the committed offsets of a group that has no
 // members (FAILED_PRECONDITION otherwise) and returns the offsets they
 // replaced (-1: none was committed).

@@ -944,13 +944,16 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 		c := cl.client(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		d, err := c.DescribeGroup(ctx, "cli-g")
+		offs, err := c.GroupOffsets(ctx, "cli-g")
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := map[int32]int64{}
-		for _, p := range d.GetPartitions() {
-			out[p.GetPartition()] = p.GetCommittedOffset()
+		for tp, o := range offs {
+			out[tp.Partition] = o
+		}
+		if len(out) != 3 {
+			t.Fatalf("committed offsets of %d partitions, want 3: %v", len(out), offs)
 		}
 		return out
 	}
