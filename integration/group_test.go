@@ -158,11 +158,15 @@ type testConsumer struct {
 	killed bool // under log.mu
 	stop   chan struct{}
 	done   chan struct{}
+	// holdCommit makes the consumer stop before committing a batch it
+	// processed (held is closed then), until it is killed.
+	holdCommit atomic.Bool
+	held       chan struct{}
 }
 
 func startConsumer(t *testing.T, cl *groupCluster, l *groupLog, name, group, topic string, session time.Duration) *testConsumer {
 	t.Helper()
-	tc := &testConsumer{name: name, c: cl.client(t), log: l, stop: make(chan struct{}), done: make(chan struct{})}
+	tc := &testConsumer{name: name, c: cl.client(t), log: l, stop: make(chan struct{}), done: make(chan struct{}), held: make(chan struct{})}
 	record := func(kind entryKind, tps []client.TopicPartition) {
 		l.mu.Lock()
 		defer l.mu.Unlock()
@@ -219,6 +223,11 @@ func (tc *testConsumer) run() {
 		tc.log.mu.Unlock()
 		if len(next) == 0 {
 			continue
+		}
+		if tc.holdCommit.Load() {
+			close(tc.held)
+			<-tc.stop
+			return
 		}
 		cctx, ccancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = tc.gc.CommitOffsets(cctx, next)
@@ -489,6 +498,14 @@ func testGroupShare(t *testing.T, cl *groupCluster) {
 	waitAssigned(t, "4 partitions each", 20*time.Second, ownsN(4, cs...))
 	time.Sleep(2 * time.Second)
 
+	// c3 dies between processing a batch and committing it: that batch is
+	// its uncommitted window, consumed again by its successors.
+	cs[2].holdCommit.Store(true)
+	select {
+	case <-cs[2].held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("c3 processed nothing in 10s")
+	}
 	killedAt := time.Now()
 	lost := cs[2].kill()
 	t.Logf("killed c3, which owned %v", lost)
@@ -517,7 +534,9 @@ func testGroupShare(t *testing.T, cl *groupCluster) {
 	for _, v := range checkNoSkips(entries) {
 		t.Error(v)
 	}
-	checkDuplicates(t, entries, "c3")
+	if dups := checkDuplicates(t, entries, "c3"); dups == 0 {
+		t.Errorf("the batch c3 processed but did not commit was not consumed again")
+	}
 }
 
 // checkLagMetric: the group's coordinator exports strata_group_lag for
@@ -571,8 +590,8 @@ func scrape(t *testing.T, b *brokerProc) string {
 
 // checkDuplicates: every record consumed twice was first consumed by the
 // killed member at or after its last committed position (its uncommitted
-// window).
-func checkDuplicates(t *testing.T, entries []groupEntry, killed string) {
+// window). It returns the number of duplicates.
+func checkDuplicates(t *testing.T, entries []groupEntry, killed string) int {
 	t.Helper()
 	committed := map[client.TopicPartition]int64{}
 	by := map[client.TopicPartition]map[int64]string{}
@@ -623,6 +642,7 @@ func checkDuplicates(t *testing.T, entries []groupEntry, killed string) {
 		}
 		seen[e.tp][e.offset] = true
 	}
+	return dups
 }
 
 // testGroupSticky: with the cooperative-sticky assignor a fourth member
