@@ -25,22 +25,30 @@
 # the sustained rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
+# broker already answering there would be measured instead: refuse.
+PORT=${PORT:-19400}
+HTTP_PORT=$((PORT + 1))
+if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
+  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
+  exit 1
+fi
 RUNS=${1:-5}
 NATS_BIN=${NATS_BIN:-$HOME/.cache/strata-tools/nats}
 PATH=$NATS_BIN:$PATH
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn &
+./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn &
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>&1 &
 nats_pid=$!
-for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
-export STRATA_BROKER=127.0.0.1:19400 NATS_URL=nats://127.0.0.1:14222
+for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+export STRATA_BROKER=127.0.0.1:$PORT NATS_URL=nats://127.0.0.1:14222
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 metric() { # name: the broker's sum of a counter over its labels
-  curl -s 127.0.0.1:19401/metrics | awk -v m="$1" '$1 ~ "^"m"({|$)" {s += $2} END {printf "%d", s}'
+  curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 ~ "^"m"({|$)" {s += $2} END {printf "%d", s}'
 }
 
 caught_up() { # seconds until every sealed segment's bytes are uploaded
@@ -72,7 +80,7 @@ bench() { # size records
 quiesce() { # wait until the broker's uploads to the bucket have caught up
   local prev=-1 cur n=0
   while [ "$n" -lt 3 ]; do
-    cur=$(curl -s 127.0.0.1:19401/metrics | awk '/^strata_tier_uploaded_raw_bytes_total/ {s += $2} END {printf "%d", s}')
+    cur=$(curl -s 127.0.0.1:$HTTP_PORT/metrics | awk '/^strata_tier_uploaded_raw_bytes_total/ {s += $2} END {printf "%d", s}')
     if [ "$cur" = "$prev" ]; then n=$((n + 1)); else n=0; fi
     prev=$cur
     sleep 1
