@@ -150,8 +150,8 @@ type Log struct {
 		sealing *logSegment
 		written int64 // offset after the last written batch
 		synced  int64 // offset below which everything is fsynced
-		failed   error         // sticky write/sync failure
-		closed   bool
+		failed  error // sticky write/sync failure
+		closed  bool
 		// changed is closed and replaced whenever written, synced, failed or
 		// closed changes, waking waiters.
 		changed chan struct{}
@@ -541,9 +541,10 @@ func (l *Log) MaybeRoll() (bool, error) {
 func (l *Log) RollOlderThan(age time.Duration) (bool, error) {
 	l.appendMu.Lock()
 	l.mu.RLock()
-	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
+	active, healthy := l.mu.segments[len(l.mu.segments)-1], !l.mu.closed && l.mu.failed == nil
 	l.mu.RUnlock()
-	if closed || failed != nil || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
+	// A closed or failed log has nothing to roll; appends report why.
+	if !healthy || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
 		l.appendMu.Unlock()
 		return false, nil
 	}
