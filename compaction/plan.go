@@ -25,12 +25,12 @@ func DirtyRatio(entries []metadata.SegmentEntry, cleanedEnd int64) float64 {
 
 // Due reports whether a compaction run is due: the dirty ratio has reached
 // minDirtyRatio (and something is dirty), or a tombstone the last run kept
-// may go now.
-func Due(entries []metadata.SegmentEntry, st metadata.CompactionStatus, now time.Time, minDirtyRatio float64) bool {
+// may go now (deleteRetention after its timestamp).
+func Due(entries []metadata.SegmentEntry, st metadata.CompactionStatus, now time.Time, minDirtyRatio float64, deleteRetention time.Duration) bool {
 	if len(entries) == 0 {
 		return false
 	}
-	if st.TombstoneExpiryMs > 0 && now.UnixMilli() >= st.TombstoneExpiryMs {
+	if st.KeptTombstones > 0 && now.UnixMilli() >= st.OldestTombstoneMs+deleteRetention.Milliseconds() {
 		return true
 	}
 	r := DirtyRatio(entries, st.CleanedEnd)

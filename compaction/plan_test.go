@@ -27,19 +27,20 @@ func TestDirtyRatioAndDue(t *testing.T) {
 		{"two fifths dirty", es, metadata.CompactionStatus{CleanedEnd: 100}, 0.4, false},
 		{"one fifth dirty", es, metadata.CompactionStatus{CleanedEnd: 200}, 0.2, false},
 		{"clean", es, metadata.CompactionStatus{CleanedEnd: 300}, 0, false},
-		{"clean, a tombstone due", es, metadata.CompactionStatus{CleanedEnd: 300, TombstoneExpiryMs: 5000}, 0, true},
-		{"clean, a tombstone not yet due", es, metadata.CompactionStatus{CleanedEnd: 300, TombstoneExpiryMs: 5001}, 0, false},
-		{"empty", nil, metadata.CompactionStatus{TombstoneExpiryMs: 1}, 0, false},
+		{"clean, a tombstone due", es, metadata.CompactionStatus{CleanedEnd: 300, KeptTombstones: 1, OldestTombstoneMs: 4000}, 0, true},
+		{"clean, a tombstone not yet due", es, metadata.CompactionStatus{CleanedEnd: 300, KeptTombstones: 1, OldestTombstoneMs: 4001}, 0, false},
+		{"clean, a tombstone at 0 due", es, metadata.CompactionStatus{CleanedEnd: 300, KeptTombstones: 1}, 0, true},
+		{"empty", nil, metadata.CompactionStatus{KeptTombstones: 1}, 0, false},
 	}
 	for _, c := range cases {
 		if r := DirtyRatio(c.es, c.st.CleanedEnd); r != c.ratio {
 			t.Errorf("%s: DirtyRatio = %v, want %v", c.name, r, c.ratio)
 		}
-		if d := Due(c.es, c.st, now, 0.5); d != c.due {
+		if d := Due(c.es, c.st, now, 0.5, time.Second); d != c.due {
 			t.Errorf("%s: Due = %v, want %v", c.name, d, c.due)
 		}
 	}
-	if !Due(es, metadata.CompactionStatus{CleanedEnd: 100}, now, 0.4) {
+	if !Due(es, metadata.CompactionStatus{CleanedEnd: 100}, now, 0.4, time.Second) {
 		t.Error("not due at a ratio equal to the minimum")
 	}
 }

@@ -162,8 +162,10 @@ type run struct {
 	c     Committer
 	start time.Time
 	res   Result
-	// tombstoneExpiry is the earliest expiry of a tombstone kept (0: none).
-	tombstoneExpiry int64
+	// keptTombstones counts the tombstones kept (that may go later), the
+	// oldest stamped oldestTombstone.
+	keptTombstones  int64
+	oldestTombstone int64
 }
 
 // keyMap maps each key of the dirty entries to its latest offset.
@@ -238,7 +240,8 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 	r.res.Status = metadata.CompactionStatus{
 		CleanedEnd:        cleanedEnd,
 		DirtyRatio:        DirtyRatio(r.res.Entries, cleanedEnd),
-		TombstoneExpiryMs: r.tombstoneExpiry,
+		KeptTombstones:    r.keptTombstones,
+		OldestTombstoneMs: r.oldestTombstone,
 		LastRunMs:         now.UnixMilli(),
 		LastRunDurationMs: now.Sub(r.start).Milliseconds(),
 		ObjectsIn:         int64(r.res.ObjectsIn),
@@ -354,10 +357,10 @@ func isLast(batches, b []byte) bool {
 }
 
 func (r *run) noteTombstone(ts int64) {
-	exp := ts + r.cfg.DeleteRetention.Milliseconds()
-	if r.tombstoneExpiry == 0 || exp < r.tombstoneExpiry {
-		r.tombstoneExpiry = exp
+	if r.keptTombstones == 0 || ts < r.oldestTombstone {
+		r.oldestTombstone = ts
 	}
+	r.keptTombstones++
 }
 
 // group is the inputs of one output, with the batches kept of each.

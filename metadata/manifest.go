@@ -61,9 +61,11 @@ type CompactionStatus struct {
 	CleanedEnd int64 `json:"cleaned_end"`
 	// DirtyRatio is dirty bytes / all uploaded bytes after the last run.
 	DirtyRatio float64 `json:"dirty_ratio"`
-	// TombstoneExpiryMs is when the oldest tombstone the last run kept
-	// may go (0: it kept none): a run is due then whatever the ratio.
-	TombstoneExpiryMs int64 `json:"tombstone_expiry_ms,omitempty"`
+	// KeptTombstones counts the tombstones the last run kept, the oldest
+	// stamped OldestTombstoneMs: once delete.retention.ms has passed
+	// since, a run is due whatever the ratio.
+	KeptTombstones    int64 `json:"kept_tombstones,omitempty"`
+	OldestTombstoneMs int64 `json:"oldest_tombstone_ms,omitempty"`
 	LastRunMs         int64 `json:"last_run_ms"`
 	LastRunDurationMs int64 `json:"last_run_duration_ms"`
 	// The last run's input and output.
