@@ -11,8 +11,8 @@ import (
 
 	"github.com/strata-stream/strata/internal/lowprio"
 	"github.com/strata-stream/strata/metadata"
-	"github.com/strata-stream/strata/retention"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/retention"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
