@@ -477,7 +477,7 @@ func (s *Server) walGC(ctx context.Context) error {
 		}
 	}
 	if deleted > 0 {
-		s.logger.Debug("WAL objects garbage-collected", "deleted", deleted, "remaining", len(order)-deleted)
+		s.logger.Info("WAL objects garbage-collected", "deleted", deleted, "remaining", len(order)-deleted)
 	}
 	return nil
 }
