@@ -52,6 +52,7 @@ func BenchmarkCompact(b *testing.B) {
 			b.SetBytes(sumRaw(entries))
 			cfg := cfgFor(now)
 			cfg.SegmentBytes = 64 << 20
+			var res Result
 			for b.Loop() {
 				b.StopTimer()
 				for _, e := range entries {
@@ -62,10 +63,13 @@ func BenchmarkCompact(b *testing.B) {
 				}
 				m := newManifest(entries)
 				b.StartTimer()
-				if _, err := Run(ctx, cfg, entries, metadata.CompactionStatus{}, store, m); err != nil {
+				var err error
+				if res, err = Run(ctx, cfg, entries, metadata.CompactionStatus{}, store, m); err != nil {
 					b.Fatal(err)
 				}
 			}
+			b.ReportMetric(float64(res.ObjectsOut), "objects_out")
+			b.ReportMetric(float64(res.BytesOut), "bytes_out")
 		})
 	}
 }
