@@ -17,8 +17,10 @@
 //     after its timestamp. Offsets keep their gaps, as in Kafka: a batch
 //     keeps its base offset and stretches over the dropped offsets after
 //     it, so every output object is in the sealed-object format, with
-//     contiguous batches. The manifest's last batch is always kept, so the
-//     uploaded end never moves back.
+//     contiguous batches; an output's entry starts at its first input's
+//     base, before its first batch if the records there went, so the
+//     manifest keeps no gap. The manifest's last batch is always kept, so
+//     the uploaded end never moves back.
 //  3. Consecutive inputs are grouped into outputs of up to segment.bytes
 //     (small segments merge); each group's output is PUT as a new object
 //     (a key with a nonce: tiering.CompactedObjectKey) and then swapped in

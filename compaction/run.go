@@ -273,7 +273,7 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptInput, e.Key, err)
 	}
-	if f.BaseOffset != e.BaseOffset || f.LastOffset != e.LastOffset {
+	if f.BaseOffset < e.BaseOffset || f.LastOffset != e.LastOffset {
 		return nil, fmt.Errorf("%w: %s holds [%d, %d], its manifest entry says [%d, %d]", ErrCorruptInput, e.Key, f.BaseOffset, f.LastOffset, e.BaseOffset, e.LastOffset)
 	}
 	r.res.BytesRead += int64(len(batches))
@@ -405,7 +405,7 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 		if err := b.finish(lastIn.LastOffset); err != nil {
 			return err
 		}
-		out, err := r.write(ctx, b.buf, lastIn)
+		out, err := r.write(ctx, b.buf, g.inputs[0].BaseOffset, lastIn)
 		if err != nil {
 			return err
 		}
@@ -434,17 +434,20 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 	return nil
 }
 
-// write encodes and PUTs an output (copying the producer snapshot of the
-// manifest's last entry, lastIn, when it is the group's last input).
-func (r *run) write(ctx context.Context, batches []byte, lastIn metadata.SegmentEntry) (metadata.SegmentEntry, error) {
+// write encodes and PUTs an output whose entry starts at base, the first
+// input's base, though its first batch may start later (the offsets
+// dropped there stay the entry's, so the manifest has no gap), copying
+// the producer snapshot of the manifest's last entry, lastIn, when it is
+// the group's last input.
+func (r *run) write(ctx context.Context, batches []byte, base int64, lastIn metadata.SegmentEntry) (metadata.SegmentEntry, error) {
 	cfg := r.cfg
 	obj, f, err := segment.EncodeObject(nil, segment.ObjectMeta{Topic: cfg.Topic, Partition: cfg.Partition, LeaderEpoch: int32(cfg.Epoch)}, batches, segment.ObjectOptions{})
 	if err != nil {
 		return metadata.SegmentEntry{}, fmt.Errorf("compaction: encode the output of %s/%d: %w", cfg.Topic, cfg.Partition, err)
 	}
 	e := metadata.SegmentEntry{
-		Key:          tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, f.BaseOffset, f.LastOffset, cfg.Epoch, rand.Uint32()),
-		BaseOffset:   f.BaseOffset,
+		Key:          tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, f.LastOffset, cfg.Epoch, rand.Uint32()),
+		BaseOffset:   base,
 		LastOffset:   f.LastOffset,
 		MaxTimestamp: f.MaxTimestamp,
 		Records:      f.Records,
