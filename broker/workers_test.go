@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -189,5 +191,63 @@ func TestWorkersAreFenced(t *testing.T) {
 	}
 	if st, _ := b.srv.store.GetPartitionState(ctx, "f", 0); st.LogStartOffset != 0 {
 		t.Fatalf("a fenced broker moved the log start: %+v", st)
+	}
+}
+
+// TestEverythingExpired: when retention expires every uploaded segment
+// (the manifest is empty), the log start alone says where the log is:
+// the WAL objects below it are garbage, and a leader that lost its disk
+// continues after it, never reusing an offset.
+func TestEverythingExpired(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startWALBroker(t, mem, func(c *Config) {
+		c.WALMaxAge = 200 * time.Millisecond
+		c.WALGCInterval = 100 * time.Millisecond
+		c.UploadInterval = 50 * time.Millisecond
+		c.RetentionInterval = 50 * time.Millisecond
+	})
+	b.createTopic(t, "gone", 1, map[string]string{"retention.ms": "3600000"})
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 20 {
+		resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL,
+			Partitions: []*stratav1.PartitionRecords{{Topic: "gone", Records: keyedBatch(i, 1, "old", old)}}})
+		if err != nil || resp.GetPartitions()[0].GetError() != nil {
+			t.Fatalf("produce %d: %v %v", i, err, resp)
+		}
+	}
+	ctx := context.Background()
+	waitFor(t, "every record expired", func() bool {
+		st, err := b.srv.store.GetPartitionState(ctx, "gone", 0)
+		es, _ := b.srv.store.ListSegments(ctx, "gone", 0)
+		return err == nil && st.LogStartOffset == 20 && len(es) == 0
+	})
+	walLeft := func() int {
+		n := 0
+		_ = mem.List(ctx, "wal/", func(objstore.ObjectInfo) error { n++; return nil })
+		return n
+	}
+	waitFor(t, "the WAL objects below the log start deleted", func() bool { return walLeft() == 0 })
+	stream, err := b.consume.Consume(rpcCtx(t), &stratav1.ConsumeRequest{Topic: "gone", Partition: 0, Start: exact(5)})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantCode(t, "consume below the log start", err, codes.OutOfRange)
+
+	// The leader loses its disk: it continues at the log start.
+	part, err := b.srv.partition("gone", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(part.log.Segments()[0].Path)
+	b.srv.opening.Lock()
+	b.srv.dropPartition(part)
+	err = os.RemoveAll(dir)
+	b.srv.opening.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the partition reopened", func() bool { _, err := b.srv.partition("gone", 0); return err == nil })
+	if r := b.produceOK(t, "gone", 0, keyedBatch(0, 1, "new", time.Now().UnixMilli())); r.GetBaseOffset() != 20 {
+		t.Fatalf("first record after the disk loss at offset %d, want 20 (after the log start)", r.GetBaseOffset())
 	}
 }
