@@ -161,11 +161,23 @@ func (s *Store) GetCompactionStatus(ctx context.Context, topic string, p int32) 
 	if len(resp.Kvs) == 0 {
 		return CompactionStatus{}, false, nil
 	}
-	var st CompactionStatus
-	if err := json.Unmarshal(resp.Kvs[0].Value, &st); err != nil {
-		return st, false, fmt.Errorf("metadata: decode compaction status of %s/%d: %w", topic, p, err)
+	st, err := DecodeCompactionStatus(resp.Kvs[0].Value)
+	if err != nil {
+		return st, false, fmt.Errorf("metadata: compaction status of %s/%d: %w", topic, p, err)
 	}
 	return st, true, nil
+}
+
+// DecodeCompactionStatus decodes and checks a compaction status.
+func DecodeCompactionStatus(b []byte) (CompactionStatus, error) {
+	var st CompactionStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("decode compaction status: %w", err)
+	}
+	if st.CleanedEnd < 0 || !(st.DirtyRatio >= 0 && st.DirtyRatio <= 1) || st.KeptTombstones < 0 {
+		return st, fmt.Errorf("compaction status with cleaned end %d, dirty ratio %v, %d kept tombstones", st.CleanedEnd, st.DirtyRatio, st.KeptTombstones)
+	}
+	return st, nil
 }
 
 // ListGarbage returns up to limit garbage records, oldest first.

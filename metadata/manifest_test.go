@@ -175,3 +175,21 @@ func FuzzDecodeGarbage(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeCompactionStatus: the compaction status decoder never panics
+// and accepts only statuses a run can write.
+func FuzzDecodeCompactionStatus(f *testing.F) {
+	f.Add([]byte(`{"cleaned_end":100,"dirty_ratio":0.25,"kept_tombstones":3,"oldest_tombstone_ms":5,"last_run_ms":7}`))
+	f.Add([]byte(`{"cleaned_end":-1}`))
+	f.Add([]byte(`{"dirty_ratio":1.5}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := DecodeCompactionStatus(b)
+		if err != nil {
+			return
+		}
+		if st.CleanedEnd < 0 || st.DirtyRatio < 0 || st.DirtyRatio > 1 || st.KeptTombstones < 0 {
+			t.Fatalf("accepted %+v", st)
+		}
+	})
+}
