@@ -45,7 +45,9 @@ func (s *Server) applyRetention(ctx context.Context, p *partition) error {
 	if !cfg.Deletes() || cfg.RetentionMs < 0 && cfg.RetentionBytes < 0 {
 		return nil
 	}
-	p.workMu.Lock()
+	if !p.workMu.TryLock() {
+		return nil // a compaction run (which may take long): the next pass
+	}
 	defer p.workMu.Unlock()
 	limits := retention.Limits{Ms: cfg.RetentionMs, Bytes: cfg.RetentionBytes}
 	if s.cfg.Objects == nil {
