@@ -20,4 +20,8 @@ var (
 	ErrFenced = errors.New("metadata: leadership lost (fenced)")
 	// ErrConflict is returned when a read-modify-write kept losing races.
 	ErrConflict = errors.New("metadata: too many concurrent updates")
+	// ErrManifestChanged is returned by ChangeManifest when an entry it
+	// was to remove is gone while the leadership still holds: the
+	// caller's view of the manifest is stale.
+	ErrManifestChanged = errors.New("metadata: manifest changed meanwhile")
 )
