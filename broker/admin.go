@@ -136,6 +136,9 @@ func (s *Server) describe(ctx context.Context, t metadata.Topic) (*stratav1.Topi
 			pd.LogStartOffset, pd.LogEndOffset = lp.offsets()
 			if lp.remoteRead != nil {
 				pd.Tier = lp.tierStatus(s.cfg.Now())
+				if cfg.Compacted() {
+					pd.Compaction = lp.compactionStatus()
+				}
 			}
 		} else {
 			st, err := s.store.GetPartitionState(ctx, t.Name, p)
@@ -143,6 +146,13 @@ func (s *Server) describe(ctx context.Context, t metadata.Topic) (*stratav1.Topi
 				return nil, err
 			}
 			pd.LogStartOffset, pd.LogEndOffset = st.LogStartOffset, st.HighWatermark
+			if cfg.Compacted() && s.cfg.Objects != nil {
+				cs, _, err := s.store.GetCompactionStatus(ctx, t.Name, p)
+				if err != nil {
+					return nil, err
+				}
+				pd.Compaction = compactionProto(cs)
+			}
 		}
 		d.Partitions = append(d.Partitions, pd)
 	}

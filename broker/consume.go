@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/tiering/objstore"
 )
 
 // consumeService implements stratav1.ConsumeServiceServer.
@@ -144,9 +146,25 @@ func (cs consumeService) ListOffsets(ctx context.Context, req *stratav1.ListOffs
 // notLeader, the error that sends the client to the leader.
 func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest, spec OffsetSpec, maxBytes int, notLeader error, stream stratav1.ConsumeService_ConsumeServer) error {
 	topic, p := req.GetTopic(), req.GetPartition()
-	entries, err := s.store.ListSegments(ctx, topic, p)
+	// The manifest, and the log start (retention may have left it above
+	// the first entry's base, compaction below).
+	manifest := func() ([]metadata.SegmentEntry, int64, error) {
+		st, err := s.store.GetPartitionState(ctx, topic, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		es, err := s.store.ListSegments(ctx, topic, p)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return es, st.LogStartOffset, nil
+	}
+	entries, logStart, err := manifest()
 	if err != nil {
-		return toStatus(fmt.Errorf("%w: %v", ErrUnavailable, err))
+		return toStatus(err)
+	}
+	belowStart := func(o int64) error {
+		return toStatus(fmt.Errorf("%w: offset %d of %s/%d is below the log start %d", ErrOffsetOutOfRange, o, topic, p, logStart))
 	}
 	var next int64
 	switch {
@@ -154,13 +172,14 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 		return toStatus(notLeader)
 	case spec.Kind == OffsetEarliest:
 		next = entries[0].BaseOffset
-	case spec.Kind == OffsetExact && spec.Value >= entries[0].BaseOffset:
+	case spec.Kind == OffsetExact && spec.Value >= min(logStart, entries[0].BaseOffset):
 		next = spec.Value
 	case spec.Kind == OffsetExact:
-		return toStatus(fmt.Errorf("%w: offset %d of %s/%d is below the log start %d", ErrOffsetOutOfRange, spec.Value, topic, p, entries[0].BaseOffset))
+		return belowStart(spec.Value)
 	default:
 		return toStatus(notLeader)
 	}
+	relisted := false
 	for range 100000 { // bounded: each turn sends or ends
 		e, ok := entryFrom(entries, next)
 		if !ok {
@@ -176,6 +195,18 @@ func (s *Server) consumeRemote(ctx context.Context, req *stratav1.ConsumeRequest
 		// next stored offset.
 		next = max(next, e.BaseOffset)
 		b, n, err := s.reader.Read(ctx, e, next, maxBytes)
+		if errors.Is(err, objstore.ErrNotExist) && !relisted {
+			// Replaced by compaction, or expired by retention, longer
+			// than the grace period ago: the manifest moved on.
+			if entries, logStart, err = manifest(); err != nil {
+				return toStatus(err)
+			}
+			if relisted = true; next < logStart {
+				return belowStart(next)
+			}
+			continue
+		}
+		relisted = false
 		if err != nil {
 			if ctx.Err() != nil {
 				return toStatus(fmt.Errorf("%w: the stream ended (client gone or broker shutting down)", ErrUnavailable))

@@ -28,6 +28,15 @@ type Metrics struct {
 	walCommitLatency prometheus.Histogram
 	walDeleted       prometheus.Counter
 
+	retentionSegments *prometheus.CounterVec
+	retentionBytes    *prometheus.CounterVec
+	compactionRuns    *prometheus.CounterVec
+	compactionRead    prometheus.Counter
+	compactionWritten prometheus.Counter
+	compactionRemoved *prometheus.CounterVec
+	gcDeleted         *prometheus.CounterVec
+	gcOrphanBytes     prometheus.Counter
+
 	groups *groupMetrics
 }
 
@@ -87,10 +96,36 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		walDeleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "strata_wal_objects_deleted_total", Help: "WAL objects garbage-collected once sealed segments covered them.",
 		}),
+		retentionSegments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_retention_deleted_segments_total", Help: "Segments retention (retention.ms, retention.bytes) expired, by topic: uploaded objects, or local segments without an object store.",
+		}, []string{"topic"}),
+		retentionBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_retention_deleted_bytes_total", Help: "Object bytes retention expired, by topic (deleted from the bucket after the grace period).",
+		}, []string{"topic"}),
+		compactionRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_compaction_runs_total", Help: "Compaction and merge runs, by topic and outcome (ok, error).",
+		}, []string{"topic", "outcome"}),
+		compactionRead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_compaction_read_bytes_total", Help: "Record batch bytes compaction read (paced by --compaction-bytes-per-sec).",
+		}),
+		compactionWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_compaction_written_bytes_total", Help: "Record batch bytes of the objects compaction wrote.",
+		}),
+		compactionRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_compaction_records_removed_total", Help: "Records compaction removed (superseded, or tombstones past delete.retention.ms), by topic.",
+		}, []string{"topic"}),
+		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "strata_gc_deleted_objects_total", Help: "Objects the bucket sweep deleted: garbage (replaced or expired, after the grace period) and orphan (no manifest entry or WAL record, older than the grace period).",
+		}, []string{"kind"}),
+		gcOrphanBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "strata_gc_orphan_bytes_total", Help: "Bytes of the orphan objects the bucket sweep deleted.",
+		}),
 	}
 	reg.MustRegister(m.produceRequests, m.produceLatency, m.fetchRequests, m.fetchLatency, m.bytesIn, m.bytesOut,
 		m.uploadedObjects, m.uploadedBytes, m.uploadedRawBytes, m.uploadRetries, m.remoteReadBytes,
-		m.walObjects, m.walBytes, m.walPutLatency, m.walCommitLatency, m.walDeleted)
+		m.walObjects, m.walBytes, m.walPutLatency, m.walCommitLatency, m.walDeleted,
+		m.retentionSegments, m.retentionBytes, m.compactionRuns, m.compactionRead, m.compactionWritten, m.compactionRemoved,
+		m.gcDeleted, m.gcOrphanBytes)
 	m.groups = newGroupMetrics(reg)
 	return m
 }
@@ -106,7 +141,9 @@ var (
 	logEndDesc     = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
 	lagBytesDesc   = prometheus.NewDesc("strata_tier_upload_lag_bytes", "Local bytes not uploaded yet (the active segment included), per partition led here.", []string{"topic", "partition"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("strata_tier_upload_lag_seconds", "Age of the oldest sealed segment waiting for upload, per partition led here.", []string{"topic", "partition"}, nil)
-	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "First offset in the local log, per partition led here.", []string{"topic", "partition"}, nil)
+	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "First offset still stored (local or uploaded), per partition led here.", []string{"topic", "partition"}, nil)
+	dirtyDesc      = prometheus.NewDesc("strata_compaction_dirty_ratio", "Uploaded bytes not compacted yet / all uploaded bytes, per compacted partition led here.", []string{"topic", "partition"}, nil)
+	lastRunDesc    = prometheus.NewDesc("strata_compaction_last_run_timestamp_seconds", "When the last compaction run of the partition ended (0: never), per compacted partition led here.", []string{"topic", "partition"}, nil)
 )
 
 func (c *offsetCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -114,6 +151,8 @@ func (c *offsetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- logStartDesc
 	ch <- lagBytesDesc
 	ch <- lagSecondsDesc
+	ch <- dirtyDesc
+	ch <- lastRunDesc
 }
 
 func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
@@ -126,6 +165,11 @@ func (c *offsetCollector) Collect(ch chan<- prometheus.Metric) {
 			ts := p.tierStatus(c.s.cfg.Now())
 			ch <- prometheus.MustNewConstMetric(lagBytesDesc, prometheus.GaugeValue, float64(ts.GetUploadLagBytes()), p.topic, pl)
 			ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, float64(ts.GetUploadLagMs())/1000, p.topic, pl)
+			if p.config.Load().Compacted() {
+				cs := p.compactionStatus()
+				ch <- prometheus.MustNewConstMetric(dirtyDesc, prometheus.GaugeValue, cs.GetDirtyRatio(), p.topic, pl)
+				ch <- prometheus.MustNewConstMetric(lastRunDesc, prometheus.GaugeValue, float64(cs.GetLastRunMs())/1000, p.topic, pl)
+			}
 		}
 	}
 }

@@ -50,10 +50,18 @@ type partition struct {
 	lead   metadata.Leadership
 	log    *segment.Log
 	config atomic.Pointer[TopicConfig]
-	// published is the state last written to etcd; only publishState
-	// touches it.
+	// stateMu serialises the writes of the partition's state key
+	// (publishState, handOver, retention) and guards published, the state
+	// last written.
+	stateMu   sync.Mutex
 	published metadata.PartitionState
 	topicID   string
+	// logStart is the log start offset: retention advances it (committed
+	// in etcd first); offsets below it are gone.
+	logStart atomic.Int64
+	// workMu serialises the partition's background workers (retention,
+	// compaction): each works from a snapshot of the manifest.
+	workMu sync.Mutex
 
 	// rmu guards remote, the manifest of uploaded segments.
 	rmu    sync.RWMutex
@@ -210,6 +218,9 @@ func (p *partition) resolveOffset(spec OffsetSpec) (int64, error) {
 		}
 		return max(off, start), nil
 	default:
+		if ls := p.logStart.Load(); spec.Value < ls {
+			return 0, fmt.Errorf("%w: offset %d of %s/%d is below the log start %d (deleted by retention); the log has [%d, %d]", ErrOffsetOutOfRange, spec.Value, p.topic, p.id, ls, start, end)
+		}
 		if spec.Value < start || spec.Value > end {
 			return 0, fmt.Errorf("%w: offset %d of %s/%d, log has [%d, %d]", ErrOffsetOutOfRange, spec.Value, p.topic, p.id, start, end)
 		}
@@ -241,7 +252,15 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 	var out segment.ReadResult
 	out.Next = from
 	for range 1000 { // bounded: each turn returns, waits, or moves forward
-		if localStart, _ := p.log.Offsets(); out.Next < localStart && p.remoteRead != nil {
+		if ls := p.logStart.Load(); out.Next < ls {
+			// Retention deleted it (perhaps while this stream read).
+			if len(out.Batches) > 0 {
+				return out, nil
+			}
+			_, end := p.offsets()
+			return out, fmt.Errorf("%w: offset %d of %s/%d is below the log start %d (deleted by retention); the log has [%d, %d]", ErrOffsetOutOfRange, out.Next, p.topic, p.id, ls, ls, end)
+		}
+		if localStart, _ := p.log.Offsets(); p.fromBucket(out.Next, localStart) {
 			if _, ok := p.remoteEntry(out.Next); !ok {
 				// A gap: records lost with a broker's disk before they were
 				// uploaded (logged at open). Offsets may have gaps, as
@@ -276,6 +295,9 @@ func (p *partition) fetch(ctx context.Context, from int64, minBytes, maxBytes in
 				if localStart, _ := p.log.Offsets(); out.Next < localStart {
 					continue // evicted meanwhile: read it from the bucket
 				}
+			}
+			if errors.Is(err, segment.ErrOutOfRange) && out.Next < p.logStart.Load() {
+				continue // deleted by retention meanwhile: the next turn says so
 			}
 			if len(out.Batches) > 0 && !errors.Is(err, segment.ErrCorrupt) {
 				return out, nil

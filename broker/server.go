@@ -20,7 +20,9 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/strata-stream/strata/compaction"
 	"github.com/strata-stream/strata/metadata"
+	"github.com/strata-stream/strata/retention"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
@@ -77,6 +79,20 @@ type Config struct {
 	// 10 s).
 	WALMaxAge     time.Duration
 	WALGCInterval time.Duration
+	// Background workers (DESIGN.md, "Background workers"): retention
+	// runs every RetentionInterval (default 1 min) and compaction looks
+	// for work every CompactionInterval (default 30 s), on the partitions
+	// this broker leads; compaction reads at most CompactionBytesPerSec
+	// (0: unlimited). The controller sweeps the bucket every GCInterval
+	// (default 1 min), deleting at most GCMaxDeletes objects (default
+	// 1000): what no manifest references any more once GCGrace (default
+	// 10 min) has passed.
+	RetentionInterval     time.Duration
+	CompactionInterval    time.Duration
+	CompactionBytesPerSec int64
+	GCInterval            time.Duration
+	GCGrace               time.Duration
+	GCMaxDeletes          int
 	// Groups configures consumer group coordination.
 	Groups GroupConfig
 	Logger *slog.Logger
@@ -118,6 +134,21 @@ func (c *Config) setDefaults() {
 	if c.WALGCInterval <= 0 {
 		c.WALGCInterval = 10 * time.Second
 	}
+	if c.RetentionInterval <= 0 {
+		c.RetentionInterval = time.Minute
+	}
+	if c.CompactionInterval <= 0 {
+		c.CompactionInterval = 30 * time.Second
+	}
+	if c.GCInterval <= 0 {
+		c.GCInterval = time.Minute
+	}
+	if c.GCGrace <= 0 {
+		c.GCGrace = 10 * time.Minute
+	}
+	if c.GCMaxDeletes <= 0 {
+		c.GCMaxDeletes = 1000
+	}
 	if c.Objects == nil {
 		c.WAL = false
 	}
@@ -143,13 +174,18 @@ type topicEntry struct {
 // Server is a broker: it leads partitions, serves produce and fetch, and
 // keeps their state in etcd.
 //
-// Lock order: mu only; no I/O under it.
+// Lock order: mu only; no I/O under it. Per partition: workMu, then
+// stateMu or tierMu, then rmu (rmu alone guards no I/O).
 type Server struct {
 	cfg     Config
 	logger  *slog.Logger
 	store   *metadata.Store
 	metrics *Metrics
 	reader  *tiering.Reader // nil without an object store
+	// limiter paces compaction's reads; sweeper collects the bucket's
+	// garbage (nil without an object store).
+	limiter *compaction.Limiter
+	sweeper *retention.Sweeper
 
 	// leaseRenewed is when etcd last confirmed the session lease (unix
 	// nanoseconds; 0: no live session). See leaseValid.
@@ -207,8 +243,11 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	s.walFull = make(chan struct{}, 1)
 	s.walSem = make(chan struct{}, 1)
 	s.assignNow = make(chan struct{}, 1)
+	s.limiter = compaction.NewLimiter(cfg.CompactionBytesPerSec)
 	if cfg.Objects != nil {
 		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)
+		s.sweeper = retention.NewSweeper(retention.SweeperConfig{Store: cfg.Objects, Meta: store, Grace: cfg.GCGrace,
+			MaxDeletes: cfg.GCMaxDeletes, Now: cfg.Now, Logger: s.logger})
 	}
 	s.mu.topics = map[string]*topicEntry{}
 	s.mu.partitions = map[partKey]*partition{}
@@ -376,6 +415,9 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.walLoop(gctx) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.WALGCInterval, s.walGC) })
 	g.Go(func() error { return s.loop(gctx, s.cfg.UploadInterval, s.measureLocal) })
+	g.Go(func() error { return s.retentionLoop(gctx) })
+	g.Go(func() error { return s.compactionLoop(gctx) })
+	g.Go(func() error { return s.gcLoop(gctx) })
 	g.Go(func() error { return s.groups.run(gctx, sess) })
 	err = g.Wait()
 	s.setReady(false)
@@ -402,6 +444,8 @@ func (s *Server) runSession(ctx context.Context) error {
 // once its log is closed (no more appends): what the next leader starts
 // after.
 func (s *Server) handOver(p *partition) {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
 	start, end := p.offsets()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -614,9 +658,10 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		}
 	}
 	var walEntries []metadata.WALEntry
-	sealedEnd := int64(0)
+	// Uploaded, or deleted by retention (which may have left no entry).
+	sealedEnd := st.LogStartOffset
 	if n := len(entries); n > 0 {
-		sealedEnd = entries[n-1].LastOffset + 1
+		sealedEnd = max(sealedEnd, entries[n-1].LastOffset+1)
 	}
 	if s.cfg.WAL {
 		ws, err := s.store.ListWAL(ctx)
@@ -691,7 +736,16 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 				"topic", t.Name, "partition", p, "lost_from", entries[n-1].LastOffset+1, "lost_to", start)
 		}
 	}
+	if start, _ := l.Offsets(); start < st.LogStartOffset {
+		// Retention committed a log start and the broker stopped before
+		// it removed the local files below it.
+		if _, err := l.RemoveSegmentsBefore(st.LogStartOffset); err != nil {
+			_ = l.Close()
+			return nil, err
+		}
+	}
 	part := &partition{topic: t.Name, topicID: t.ID, id: p, epoch: lead.Epoch, lead: lead, log: l}
+	part.logStart.Store(st.LogStartOffset)
 	if s.cfg.WAL {
 		part.wal = newWALState(committed)
 	}
@@ -714,6 +768,12 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 		s.logger.Warn("rebuilding idempotent producers' state", "topic", t.Name, "partition", p, "err", err)
 	}
 	if s.cfg.Objects != nil {
+		cs, _, err := s.store.GetCompactionStatus(ctx, t.Name, p)
+		if err != nil {
+			_ = l.Close()
+			return nil, err
+		}
+		part.remote.compaction = cs
 		part.remote.entries = entries
 		part.remote.snapshotDirty = len(entries) > 0 // rewrite it once: cheap, and repairs a lost one
 		part.remoteRead = func(ctx context.Context, from int64, maxBytes int) ([]byte, int64, error) {
@@ -841,22 +901,34 @@ func (s *Server) closeAll() {
 // leadership. A fenced partition is dropped: this broker no longer leads it.
 func (s *Server) publishState(ctx context.Context) error {
 	for _, p := range s.allPartitions() {
-		start, end := p.offsets()
-		st := metadata.PartitionState{LogStartOffset: start, HighWatermark: end}
-		if st == p.published {
-			continue
-		}
-		err := s.store.UpdatePartitionState(ctx, p.lead, st)
-		if errors.Is(err, metadata.ErrFenced) {
-			s.logger.Error("fenced: no longer the leader", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
-			s.dropPartition(p)
-			continue
-		}
-		if err != nil {
+		if err := s.publishPartition(ctx, p); err != nil {
 			return err
 		}
-		p.published = st
 	}
+	return nil
+}
+
+// publishPartition writes p's offsets when they changed (under stateMu:
+// retention's writes of the log start are never overwritten by an older
+// one).
+func (s *Server) publishPartition(ctx context.Context, p *partition) error {
+	p.stateMu.Lock()
+	defer p.stateMu.Unlock()
+	start, end := p.offsets()
+	st := metadata.PartitionState{LogStartOffset: start, HighWatermark: end}
+	if st == p.published {
+		return nil
+	}
+	err := s.store.UpdatePartitionState(ctx, p.lead, st)
+	if errors.Is(err, metadata.ErrFenced) {
+		s.logger.Error("fenced: no longer the leader", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
+		s.dropPartition(p)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p.published = st
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/strata-stream/strata/internal/lowprio"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/retention"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
@@ -23,21 +24,34 @@ type remoteState struct {
 	entries []metadata.SegmentEntry
 	// snapshotDirty is set when the bucket's snapshot lags the manifest.
 	snapshotDirty bool
+	// compaction is the partition's compaction status; reads below its
+	// CleanedEnd are served from the bucket (the compacted log), never
+	// from uncompacted local copies.
+	compaction metadata.CompactionStatus
 }
 
-// offsets returns the partition's first offset (remote or local) and its
-// readable end (the high watermark, with the WAL).
+// offsets returns the partition's first offset (remote or local, not
+// below the log start retention left) and its readable end (the high
+// watermark, with the WAL).
 func (p *partition) offsets() (start, end int64) {
 	start, end = p.log.Offsets()
 	if p.wal != nil {
 		end = min(end, p.wal.committed.Load())
 	}
 	p.rmu.RLock()
-	defer p.rmu.RUnlock()
 	if len(p.remote.entries) > 0 {
 		start = min(start, p.remote.entries[0].BaseOffset)
 	}
-	return start, end
+	p.rmu.RUnlock()
+	return min(max(start, p.logStart.Load()), end), end
+}
+
+// cleanedEnd is the offset below which reads come from the compacted
+// objects in the bucket (0: none).
+func (p *partition) cleanedEnd() int64 {
+	p.rmu.RLock()
+	defer p.rmu.RUnlock()
+	return p.remote.compaction.CleanedEnd
 }
 
 // remoteEntry returns the manifest entry holding offset, if any.
@@ -60,25 +74,43 @@ func entryFrom(es []metadata.SegmentEntry, offset int64) (metadata.SegmentEntry,
 	return metadata.SegmentEntry{}, false
 }
 
-// nextStored is the first offset after offset held by an uploaded segment,
-// or localStart when none is.
+// nextStored is the first offset after offset (which no uploaded segment
+// holds) held by an uploaded segment, or, when none is before it, where
+// the local log serves: localStart, or the compacted end when offset is
+// below it.
 func (p *partition) nextStored(offset, localStart int64) int64 {
 	p.rmu.RLock()
 	defer p.rmu.RUnlock()
-	if e, ok := entryFrom(p.remote.entries, offset); ok && e.BaseOffset > offset {
-		return min(e.BaseOffset, localStart)
+	limit := localStart
+	if offset < p.remote.compaction.CleanedEnd {
+		limit = p.remote.compaction.CleanedEnd
 	}
-	return localStart
+	if e, ok := entryFrom(p.remote.entries, offset); ok && e.BaseOffset > offset {
+		return min(e.BaseOffset, limit)
+	}
+	return limit
 }
 
-// remoteEnd is the offset after the last uploaded record (-1 when none).
+// fromBucket reports whether a read at offset is served from the bucket:
+// it is below the local log, or below the compacted end.
+func (p *partition) fromBucket(offset, localStart int64) bool {
+	return p.remoteRead != nil && (offset < localStart || offset < p.cleanedEnd())
+}
+
+// remoteEnd is the offset after the last uploaded record (-1 when none),
+// or the log start when retention left it after that: what needs no
+// upload.
 func (p *partition) remoteEnd() int64 {
+	end := int64(-1)
 	p.rmu.RLock()
-	defer p.rmu.RUnlock()
 	if n := len(p.remote.entries); n > 0 {
-		return p.remote.entries[n-1].LastOffset + 1
+		end = p.remote.entries[n-1].LastOffset + 1
 	}
-	return -1
+	p.rmu.RUnlock()
+	if ls := p.logStart.Load(); ls > 0 {
+		end = max(end, ls)
+	}
+	return end
 }
 
 // tierLoop uploads sealed segments and applies local retention, every
@@ -229,19 +261,6 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 	if err != nil {
 		return err
 	}
-	if len(producers) > 0 {
-		// The snapshot goes first: a committed segment that says it has
-		// one always has it.
-		snap, err := tiering.EncodeProducerSnapshot(producerSnapshot(producers, entry.LastOffset+1))
-		if err != nil {
-			return err
-		}
-		key := tiering.ProducerSnapshotKey(entry.Key)
-		if err := tiering.Retry(ctx, 200*time.Millisecond, func() error { return s.cfg.Objects.Put(ctx, key, snap) }, nil); err != nil {
-			return fmt.Errorf("put %s: %w", key, err)
-		}
-		entry.Producers = true
-	}
 	err = tiering.Retry(ctx, 200*time.Millisecond, func() error {
 		return s.cfg.Objects.Put(ctx, entry.Key, obj)
 	}, func(attempt int, err error) {
@@ -257,6 +276,21 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 		return fmt.Errorf("put %s: %w", entry.Key, err)
 	}
 	s.uploadErr.Store(nil)
+	if len(producers) > 0 {
+		// The snapshot goes before the commit: a committed segment that
+		// says it has one always has it. (And after the object's PUT,
+		// which may retry for long: both objects are fresh when the
+		// commit comes, well within the sweeper's grace period.)
+		snap, err := tiering.EncodeProducerSnapshot(producerSnapshot(producers, entry.LastOffset+1))
+		if err != nil {
+			return err
+		}
+		key := tiering.ProducerSnapshotKey(entry.Key)
+		if err := tiering.Retry(ctx, 200*time.Millisecond, func() error { return s.cfg.Objects.Put(ctx, key, snap) }, nil); err != nil {
+			return fmt.Errorf("put %s: %w", key, err)
+		}
+		entry.Producers = true
+	}
 	entry.UploadedMs = s.cfg.Now().UnixMilli()
 	if err := s.store.CommitSegment(ctx, p.lead, entry); err != nil {
 		if errors.Is(err, metadata.ErrFenced) {
@@ -313,39 +347,38 @@ func (s *Server) writeSnapshot(ctx context.Context, p *partition) error {
 
 // evictLocal removes the oldest local segments that are uploaded, while
 // local retention (local.retention.bytes, local.retention.ms; -2 means the
-// total retention's value, -1 unlimited) asks for it. The active segment
-// and segments not yet uploaded are never evicted.
+// total retention's value, -1 unlimited) asks for it, and those below the
+// compacted end (reads there come from the bucket). The active segment and
+// segments not yet uploaded are never evicted.
 func (s *Server) evictLocal(p *partition) error {
 	limitBytes, limitMs := p.config.Load().LocalRetention()
 	// Over the broker's local disk limit, every uploaded segment may go,
 	// whatever the local retention: its data is in the bucket.
-	force := s.cfg.LocalDiskLimit > 0 && s.localBytes.Load() > s.cfg.LocalDiskLimit
-	if limitBytes < 0 && limitMs < 0 && !force {
-		return nil
+	if s.cfg.LocalDiskLimit > 0 && s.localBytes.Load() > s.cfg.LocalDiskLimit {
+		limitBytes = 0
 	}
-	uploaded := p.remoteEnd()
+	uploaded, cleaned := p.remoteEnd(), p.cleanedEnd()
 	segs := p.log.Segments()
 	var total int64
 	for _, seg := range segs {
 		total += seg.Size
 	}
-	now := s.cfg.Now().UnixMilli()
-	evictBefore := int64(-1)
+	var evictable []retention.Segment // the uploaded prefix of the sealed segments
+	useless := 0                      // how many of them lie below the compacted end
 	for _, seg := range segs {
 		if seg.Active || seg.NextOffset > uploaded {
 			break
 		}
-		overBytes := force || limitBytes >= 0 && total > limitBytes
-		tooOld := limitMs >= 0 && seg.MaxTimestamp < now-limitMs
-		if !overBytes && !tooOld {
-			break
+		evictable = append(evictable, retention.Segment{MaxTimestamp: seg.MaxTimestamp, Size: seg.Size})
+		if seg.NextOffset <= cleaned {
+			useless = len(evictable)
 		}
-		total -= seg.Size
-		evictBefore = seg.NextOffset
 	}
-	if evictBefore < 0 {
+	n := max(useless, retention.Expired(evictable, total, s.cfg.Now(), retention.Limits{Ms: limitMs, Bytes: limitBytes}))
+	if n == 0 {
 		return nil
 	}
+	evictBefore := segs[n-1].NextOffset
 	n, err := p.log.RemoveSegmentsBefore(evictBefore)
 	if n > 0 {
 		s.logger.Debug("evicted local segments", "topic", p.topic, "partition", p.id, "segments", n, "before", evictBefore)

@@ -20,6 +20,7 @@ const (
 	ConfigMaxMessageBytes     = "max.message.bytes"
 	ConfigCleanupPolicy       = "cleanup.policy"
 	ConfigDeleteRetentionMs   = "delete.retention.ms"
+	ConfigMinCleanableRatio   = "min.cleanable.dirty.ratio"
 	ConfigAcks                = "acks"
 )
 
@@ -34,7 +35,10 @@ type TopicConfig struct {
 	MaxMessageBytes     int32 // the largest batch a producer may send
 	CleanupPolicy       string
 	DeleteRetentionMs   int64
-	Acks                string // default acks for requests that leave it unset
+	// MinCleanableRatio is the dirty ratio (uncompacted bytes / uploaded
+	// bytes) at which a compacted partition is compacted again.
+	MinCleanableRatio float64
+	Acks              string // default acks for requests that leave it unset
 }
 
 // DefaultTopicConfig holds the defaults applied to keys a topic leaves unset.
@@ -48,6 +52,7 @@ var DefaultTopicConfig = TopicConfig{
 	MaxMessageBytes:     1 << 20,
 	CleanupPolicy:       "delete",
 	DeleteRetentionMs:   24 * 3600 * 1000,
+	MinCleanableRatio:   0.5,
 	Acks:                "all",
 }
 
@@ -106,6 +111,17 @@ var configKeys = map[string]configKey{
 			return nil
 		},
 		get: func(c TopicConfig) string { return strconv.Itoa(int(c.MaxMessageBytes)) },
+	},
+	ConfigMinCleanableRatio: {
+		set: func(c *TopicConfig, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(f >= 0 && f <= 1) {
+				return fmt.Errorf("%q is not a number in [0, 1]", v)
+			}
+			c.MinCleanableRatio = f
+			return nil
+		},
+		get: func(c TopicConfig) string { return strconv.FormatFloat(c.MinCleanableRatio, 'g', -1, 64) },
 	},
 	ConfigCleanupPolicy: enumKey(func(c *TopicConfig) *string { return &c.CleanupPolicy }, "delete", "compact", "compact,delete", "delete,compact"),
 	ConfigAcks:          enumKey(func(c *TopicConfig) *string { return &c.Acks }, "none", "leader", "all"),
@@ -170,3 +186,10 @@ func (c TopicConfig) LocalRetention() (bytes, ms int64) {
 	}
 	return bytes, ms
 }
+
+// Compacted reports whether cleanup.policy has compact.
+func (c TopicConfig) Compacted() bool { return strings.Contains(c.CleanupPolicy, "compact") }
+
+// Deletes reports whether cleanup.policy has delete: retention.ms and
+// retention.bytes apply.
+func (c TopicConfig) Deletes() bool { return strings.Contains(c.CleanupPolicy, "delete") }

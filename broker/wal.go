@@ -382,7 +382,8 @@ func (s *Server) finalFlush(parts []*partition) {
 const walGCBatch = 1000
 
 // walGC deletes WAL objects whose every section is covered by uploaded
-// segments (or belongs to a deleted topic): first the commit records in
+// segments, or lies below the log start (or belongs to a deleted topic):
+// first the commit records in
 // etcd, then the objects. Only the controller runs it, for the whole
 // cluster. A crash between the two leaves an object no record names: the
 // orphan sweep's to collect.
@@ -418,9 +419,15 @@ func (s *Server) walGC(ctx context.Context) error {
 		if err != nil {
 			return 0, err
 		}
-		end := int64(0)
+		// Retention may have expired every uploaded segment: what lies
+		// below the log start is garbage too.
+		st, err := s.store.GetPartitionState(ctx, topic, p)
+		if err != nil {
+			return 0, err
+		}
+		end := st.LogStartOffset
 		if n := len(segs); n > 0 {
-			end = segs[n-1].LastOffset + 1
+			end = max(end, segs[n-1].LastOffset+1)
 		}
 		sealed[tp{topic, p}] = end
 		return end, nil
@@ -470,7 +477,7 @@ func (s *Server) walGC(ctx context.Context) error {
 		}
 	}
 	if deleted > 0 {
-		s.logger.Debug("WAL objects garbage-collected", "deleted", deleted, "remaining", len(order)-deleted)
+		s.logger.Info("WAL objects garbage-collected", "deleted", deleted, "remaining", len(order)-deleted)
 	}
 	return nil
 }

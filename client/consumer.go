@@ -51,7 +51,22 @@ type ConsumerConfig struct {
 	// RetryBackoff is the first wait before reconnecting after a retriable
 	// error (default 100 ms, doubling to 2 s).
 	RetryBackoff time.Duration
+	// Reset is what to do when the position is out of range: below the
+	// log start (retention deleted it) or past the end.
+	Reset OffsetReset
 }
+
+// OffsetReset is a consumer's reset policy (Kafka's auto.offset.reset).
+type OffsetReset int
+
+const (
+	// ResetNone returns the OUT_OF_RANGE error from Poll (the default).
+	ResetNone OffsetReset = iota
+	// ResetEarliest continues at the log start.
+	ResetEarliest
+	// ResetLatest continues at the end of the log.
+	ResetLatest
+)
 
 // ConsumedRecord is a record read from a partition.
 type ConsumedRecord struct {
@@ -78,6 +93,7 @@ type PartitionConsumer struct {
 	stream    stratav1.ConsumeService_ConsumeClient
 	cancel    context.CancelFunc
 	failures  int
+	resets    int
 	closed    bool
 }
 
@@ -93,6 +109,9 @@ func (c *Client) ConsumePartition(topic string, partition int32, start Offset, c
 // Position is the offset of the next record to be returned (-1 before the
 // first poll resolved the start position).
 func (pc *PartitionConsumer) Position() int64 { return pc.next }
+
+// Resets counts the times the reset policy moved the position.
+func (pc *PartitionConsumer) Resets() int { return pc.resets }
 
 // HighWatermark is the partition's readable end as last reported.
 func (pc *PartitionConsumer) HighWatermark() int64 { return pc.hw }
@@ -110,6 +129,12 @@ func (pc *PartitionConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error)
 	for {
 		if pc.stream == nil {
 			if err := pc.connect(ctx); err != nil {
+				if pc.reset(err) {
+					if err := pc.resetWait(ctx); err != nil {
+						return nil, err
+					}
+					continue
+				}
 				if err = pc.backoff(ctx, err); err != nil {
 					return nil, err
 				}
@@ -125,6 +150,12 @@ func (pc *PartitionConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error)
 			pc.closeStream()
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if pc.reset(err) {
+				if err := pc.resetWait(ctx); err != nil {
+					return nil, err
+				}
+				continue
 			}
 			if err = pc.backoff(ctx, err); err != nil {
 				return nil, err
@@ -142,6 +173,39 @@ func (pc *PartitionConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error)
 			pc.next = resp.GetNextOffset()
 		}
 		return recs, nil
+	}
+}
+
+// reset applies the reset policy to err: for an out-of-range position
+// with a policy, the position is resolved again (earliest or latest) by
+// the next connect, and reset reports true.
+func (pc *PartitionConsumer) reset(err error) bool {
+	if status.Code(err) != codes.OutOfRange || pc.cfg.Reset == ResetNone {
+		return false
+	}
+	pc.start = Earliest()
+	if pc.cfg.Reset == ResetLatest {
+		pc.start = Latest()
+	}
+	pc.next = -1
+	pc.resets++
+	return true
+}
+
+// resetWait waits before the second and later resets in a row (a log
+// start that keeps moving, or a broker that keeps refusing).
+func (pc *PartitionConsumer) resetWait(ctx context.Context) error {
+	pc.failures++
+	if pc.failures == 1 {
+		return nil
+	}
+	t := time.NewTimer(backoff(pc.cfg.RetryBackoff, pc.failures-1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

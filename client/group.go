@@ -27,21 +27,6 @@ var (
 	ErrNoOffset = errors.New("client: no committed offset")
 )
 
-// OffsetReset is where a group consumer starts a partition the group has
-// no committed offset for (or whose committed offset is no longer in the
-// log).
-type OffsetReset int
-
-const (
-	// ResetLatest starts after the last record: only new records (the
-	// default, as in Kafka).
-	ResetLatest OffsetReset = iota
-	// ResetEarliest starts at the first record still stored.
-	ResetEarliest
-	// ResetNone fails: Poll returns ErrNoOffset.
-	ResetNone
-)
-
 // ParseOffsetReset parses earliest, latest or none.
 func ParseOffsetReset(s string) (OffsetReset, error) {
 	switch s {
@@ -56,7 +41,13 @@ func ParseOffsetReset(s string) (OffsetReset, error) {
 }
 
 func (r OffsetReset) String() string {
-	return [...]string{"latest", "earliest", "none"}[r]
+	switch r {
+	case ResetEarliest:
+		return "earliest"
+	case ResetLatest:
+		return "latest"
+	}
+	return "none"
 }
 
 // GroupConfig configures a GroupConsumer.
@@ -81,7 +72,10 @@ type GroupConfig struct {
 	// are committed before they are given up, and on Close.
 	ManualCommit       bool
 	AutoCommitInterval time.Duration
-	// Reset is the start of partitions without a committed offset.
+	// Reset is where a partition without a committed offset starts, and
+	// where one continues when its committed offset is no longer in the
+	// log: ResetEarliest, ResetLatest, or ResetNone (the zero value): Poll
+	// fails with ErrNoOffset (or the OUT_OF_RANGE error).
 	Reset OffsetReset
 	// OnAssigned is called from Poll with partitions the consumer now
 	// owns, before any of their records is returned. OnRevoked is called
@@ -454,25 +448,16 @@ func (g *GroupConsumer) applyAssignment(ctx context.Context, ev groupEvent) {
 // to Poll.
 func (g *GroupConsumer) fetch(ctx context.Context, tp TopicPartition, start Offset, op *ownedPartition) {
 	defer close(op.done)
-	pc := g.c.ConsumePartition(tp.Topic, tp.Partition, start, g.cfg.Fetch)
-	defer func() { pc.Close() }()
-	reset := false
+	// The partition consumer applies the reset policy when the committed
+	// offset is no longer in the log (retention).
+	fetch := g.cfg.Fetch
+	fetch.Reset = g.cfg.Reset
+	pc := g.c.ConsumePartition(tp.Topic, tp.Partition, start, fetch)
+	defer pc.Close()
 	for {
 		recs, err := pc.Poll(ctx)
 		if ctx.Err() != nil {
 			return
-		}
-		if err != nil && status.Code(err) == codes.OutOfRange && !reset && g.cfg.Reset != ResetNone {
-			// The committed offset is no longer in the log (retention).
-			to := Latest()
-			if g.cfg.Reset == ResetEarliest {
-				to = Earliest()
-			}
-			g.c.logger.Warn("committed offset out of range: applying the reset policy", "group", g.cfg.Group, "topic", tp.Topic, "partition", tp.Partition, "reset", g.cfg.Reset.String(), "err", err)
-			pc.Close()
-			pc = g.c.ConsumePartition(tp.Topic, tp.Partition, to, g.cfg.Fetch)
-			reset = true
-			continue
 		}
 		if err == nil && len(recs) == 0 {
 			continue

@@ -1071,7 +1071,7 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	var cs []*client.GroupConsumer
 	for i := range members {
 		mc := cl.client(t)
-		gc, err := mc.JoinGroup(client.GroupConfig{Group: "load-g", Topics: []string{"load"}, ManualCommit: true, SessionTimeout: 10 * time.Second,
+		gc, err := mc.JoinGroup(client.GroupConfig{Group: "load-g", Topics: []string{"load"}, ManualCommit: true, SessionTimeout: 10 * time.Second, Reset: client.ResetLatest,
 			Fetch: client.ConsumerConfig{MaxWait: 2 * time.Second}, ClientID: fmt.Sprint("m", i)})
 		if err != nil {
 			t.Fatal(err)

@@ -15,10 +15,20 @@
 //	partitions/<topic>/<p>/leader               {"broker_id","epoch"}                   the leader's session lease
 //	assignments/<topic>/<p>                     {"broker_id"}                           written by the controller (fenced by its election key); deleted with the topic
 //	partitions/<topic>/<p>/state                {"log_start_offset","high_watermark"}   from the leader's first write until the topic is deleted
-//	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until the topic is deleted; written fenced
-//	                                             "max_timestamp","records","size",
-//	                                             "raw_size","epoch","uploaded_ms",
+//	partitions/<topic>/<p>/segments/<base:020d> {"key","base_offset","last_offset",    until retention expires it, compaction replaces it, or
+//	                                             "max_timestamp","records","size",      the topic is deleted; every change written fenced
+//	                                             "raw_size","epoch","uploaded_ms",      (ChangeManifest)
 //	                                             "producers"}
+//	partitions/<topic>/<p>/compaction           {"cleaned_end","dirty_ratio",           from the first compaction run until the topic is
+//	                                             "kept_tombstones","oldest_tombstone_ms", deleted; written fenced by the leader
+//	                                             "last_run_ms","last_run_duration_ms",
+//	                                             "objects_in","objects_out","bytes_in",
+//	                                             "bytes_out","records_removed",
+//	                                             "tombstones_removed"}
+//	garbage/<since_ms:020d>-<nonce>             {"keys","topic","partition","since_ms", written with the manifest change that stopped
+//	                                             "reason"}                              referencing the objects; deleted (fenced by the
+//	                                                                                    controller's election key) once the controller's
+//	                                                                                    sweep deleted them, the grace period after since_ms
 //	groups/<group>/coordinator                  the coordinating broker's id            the coordinator's session lease
 //	groups/<group>/state                        {"group","epoch","assignor","members":  written by the coordinator (fenced by the coordinator
 //	                                             [{"id","generation","client_id",       key) until the group is deleted
@@ -49,6 +59,20 @@
 // Leadership's: once the lease expires, or another broker takes over, the
 // key is gone or rewritten and the write fails with ErrFenced. A deposed
 // leader can never commit.
+//
+// # Manifest changes of the background workers
+//
+// Retention and compaction change a partition's manifest with
+// ChangeManifest: one transaction, fenced by the leadership, that removes
+// entries (each must still exist: ErrManifestChanged otherwise), puts new
+// ones (a put of a removed base offset replaces it), and records the
+// objects it stops referencing in one garbage record - with retention's
+// new log start in the state key, or compaction's status, in the same
+// transaction. The objects of a garbage record are deleted only once the
+// grace period has passed since_ms, so a reader holding the old manifest
+// keeps working; garbage records live outside partitions/, so deleting a
+// topic does not lose them. At most MaxManifestChange entries change in
+// one transaction (etcd's 128 operations).
 //
 // # Consumer groups
 //

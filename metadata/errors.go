@@ -20,6 +20,10 @@ var (
 	ErrFenced = errors.New("metadata: leadership lost (fenced)")
 	// ErrConflict is returned when a read-modify-write kept losing races.
 	ErrConflict = errors.New("metadata: too many concurrent updates")
+	// ErrManifestChanged is returned by ChangeManifest when an entry it
+	// was to remove is gone while the leadership still holds: the
+	// caller's view of the manifest is stale.
+	ErrManifestChanged = errors.New("metadata: manifest changed meanwhile")
 
 	// ErrInvalidGroupName is returned by ValidateGroupName.
 	ErrInvalidGroupName = errors.New("metadata: invalid group name")

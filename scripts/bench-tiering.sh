@@ -12,20 +12,28 @@
 # GiB from the broker's own metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
+# broker already answering there would be measured instead: refuse.
+PORT=${PORT:-19400}
+HTTP_PORT=$((PORT + 1))
+if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
+  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
+  exit 1
+fi
 RECORDS=${1:-2000000}
 RUNS=${2:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 . scripts/minio.sh
 
-export STRATA_BROKER=127.0.0.1:19400
+export STRATA_BROKER=127.0.0.1:$PORT
 serve() {
-  ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn \
+  ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn \
     --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" &
   broker=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
 }
-metric() { curl -s 127.0.0.1:19401/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
+metric() { curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
 status() { ./bin/strata tier status bench; }
 
 serve

@@ -12,16 +12,24 @@
 # the broker's metrics; then acks=all as fast as it goes (1 partition).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
+# broker already answering there would be measured instead: refuse.
+PORT=${PORT:-19400}
+HTTP_PORT=$((PORT + 1))
+if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
+  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
+  exit 1
+fi
 RUNS=${1:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 . scripts/minio.sh
 
-export STRATA_BROKER=127.0.0.1:19400
-./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:19400 --http-listen 127.0.0.1:19401 --log-level warn \
+export STRATA_BROKER=127.0.0.1:$PORT
+./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn \
   --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on ${SERVE_FLAGS:-} &
-for _ in $(seq 100); do curl -sf 127.0.0.1:19401/readyz >/dev/null && break; sleep 0.2; done
-metric() { curl -s 127.0.0.1:19401/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
+for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+metric() { curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for parts in 1 100; do
@@ -41,7 +49,7 @@ for parts in 1 100; do
   echo "SUMMARY $parts partition(s): acks=all p99 at 20 MB/s median $(median <"$work/p99-$parts") ms; WAL PUTs/s median $(median <"$work/puts-$parts")"
 done
 echo "WAL PUT latency histogram (seconds) and commit latency:"
-curl -s 127.0.0.1:19401/metrics | grep -E '^strata_wal_(put|commit)_latency_seconds_(sum|count)'
+curl -s 127.0.0.1:$HTTP_PORT/metrics | grep -E '^strata_wal_(put|commit)_latency_seconds_(sum|count)'
 : >"$work/max"
 for i in $(seq "$RUNS"); do
   out=$(./bin/strata bench produce --topic "max-$i" --partitions 1 --records 300000 --record-size 1024 --acks all 2>/dev/null)

@@ -253,6 +253,13 @@ func AppendBatch(dst []byte, opts BatchOptions, records []Record) []byte {
 // record does not decode and ErrUnsupported for compressed batches. Slices
 // in the records alias b.
 func BatchRecords(b []byte, fn func(Record) error) error {
+	return ForEachRecord(b, func(r Record, _ []byte) error { return fn(r) })
+}
+
+// ForEachRecord is BatchRecords that also gives each record's encoded
+// bytes (its length prefix included), which alias b: a batch rebuilt from
+// some of them (RebuildBatch) holds those records unchanged.
+func ForEachRecord(b []byte, fn func(r Record, raw []byte) error) error {
 	h, err := ValidateBatch(b)
 	if err != nil {
 		return err
@@ -266,14 +273,15 @@ func BatchRecords(b []byte, fn func(Record) error) error {
 		if w <= 0 || n < 0 || int64(len(body)-w) < n {
 			return fmt.Errorf("%w: record %d of batch %d: bad length", ErrCorrupt, i, h.BaseOffset)
 		}
+		raw := body[:w+int(n)]
 		var kr kmsg.Record
-		if err := kr.UnsafeReadFrom(body[:w+int(n)]); err != nil {
+		if err := kr.UnsafeReadFrom(raw); err != nil {
 			return fmt.Errorf("%w: record %d of batch %d: %v", ErrCorrupt, i, h.BaseOffset, err)
 		}
 		if kr.OffsetDelta < 0 || kr.OffsetDelta > h.LastOffsetDelta {
 			return fmt.Errorf("%w: record %d of batch %d: offset delta %d", ErrCorrupt, i, h.BaseOffset, kr.OffsetDelta)
 		}
-		body = body[w+int(n):]
+		body = body[len(raw):]
 		r := Record{
 			Offset:    h.BaseOffset + int64(kr.OffsetDelta),
 			Timestamp: h.FirstTimestamp + kr.TimestampDelta64,
@@ -283,7 +291,7 @@ func BatchRecords(b []byte, fn func(Record) error) error {
 		for _, hd := range kr.Headers {
 			r.Headers = append(r.Headers, RecordHeader{Key: hd.Key, Value: hd.Value})
 		}
-		if err := fn(r); err != nil {
+		if err := fn(r, raw); err != nil {
 			return err
 		}
 	}

@@ -120,7 +120,13 @@ func (c *Config) setDefaults() {
 //
 // Append, Roll and Close are serialised by appendMu and may be called from
 // any goroutine; reads may run concurrently with them. Lock order:
-// appendMu before mu. No I/O happens under mu.
+// appendMu, then sealMu, then mu. No I/O happens under mu.
+//
+// A roll does no fsync under appendMu: it creates the next segment and
+// leaves the rolled one to the syncer, which fsyncs its data and the
+// directory (only then does the synced offset pass the rolled segment's
+// end), then writes and fsyncs its index files. A crash can therefore tear
+// the last two segments, and recovery scans both whole.
 type Log struct {
 	cfg    Config
 	logger *slog.Logger
@@ -130,13 +136,22 @@ type Log struct {
 	// resource being serialised. Readers never take it.
 	appendMu sync.Mutex
 
+	// sealMu serialises sealing the rolled segment (seal): the syncer
+	// does it, or a roll that finds the previous one still unsealed.
+	sealMu sync.Mutex
+
 	mu struct {
 		sync.RWMutex
 		segments []*logSegment // ascending base offsets; the last is active
-		written  int64         // offset after the last written batch
-		synced   int64         // offset below which everything is fsynced
-		failed   error         // sticky write/sync failure
-		closed   bool
+		// sealing is the segment rolled last while its seal (fsync of its
+		// data, of the directory holding its successor, and of its index
+		// files) has not finished: at most one, the one before the active
+		// segment. It counts as unsealed (SegmentInfo.Active) until then.
+		sealing *logSegment
+		written int64 // offset after the last written batch
+		synced  int64 // offset below which everything is fsynced
+		failed  error // sticky write/sync failure
+		closed  bool
 		// changed is closed and replaced whenever written, synced, failed or
 		// closed changes, waking waiters.
 		changed chan struct{}
@@ -173,12 +188,23 @@ func Open(cfg Config) (*Log, error) {
 	}
 	last := segs[len(segs)-1]
 	// What a crashed process left in the page cache counts as synced from
-	// here on: make it so (sealed segments were fsynced when they rolled).
-	if err := last.log.Sync(); err != nil {
-		for _, s := range segs {
-			s.closeFiles()
+	// here on: make it so for the last two segments (older ones were
+	// sealed before the last roll).
+	for _, s := range segs[max(0, len(segs)-2):] {
+		if err := s.log.Sync(); err != nil {
+			for _, s := range segs {
+				s.closeFiles()
+			}
+			return nil, fmt.Errorf("segment: sync %s: %w", s.path, err)
 		}
-		return nil, fmt.Errorf("segment: sync %s: %w", last.path, err)
+	}
+	if len(segs) > 1 {
+		if err := cfg.FS.SyncDir(cfg.Dir); err != nil {
+			for _, s := range segs {
+				s.closeFiles()
+			}
+			return nil, fmt.Errorf("segment: sync log dir: %w", err)
+		}
 	}
 	l.mu.segments = segs
 	l.mu.written = last.next
@@ -213,16 +239,25 @@ func (l *Log) recover() ([]*logSegment, error) {
 			return segs, fmt.Errorf("segment: open segment %d: %w", base, err)
 		}
 		segs = append(segs, s)
-		if err := l.recoverSegment(s, i == len(bases)-1); err != nil {
+		if err := l.recoverSegment(s, i >= len(bases)-2); err != nil {
 			return segs, err
 		}
-		if i > 0 && base < segs[i-1].next && s.size > 0 {
-			// Overlapping segments: only damage makes them. Keep the older.
-			l.logger.Error("segment overlaps its predecessor; dropping its batches", "segment", s.path, "previous_next", segs[i-1].next)
-			if err := s.log.Truncate(0); err != nil {
-				return segs, fmt.Errorf("segment: cut %s: %w", s.path, err)
+		if i > 0 && base != segs[i-1].next {
+			// A segment starts where its predecessor ends. Overlap is
+			// damage; a gap is a crash that cut the predecessor (its seal
+			// had not finished) while write-back kept some of this one.
+			// Keep the older: what follows the break cannot be in order.
+			l.logger.Error("segment does not start where its predecessor ends; dropping it and every later segment",
+				"segment", s.path, "previous_next", segs[i-1].next, "segments_dropped", len(bases)-i)
+			segs = segs[:i]
+			s.closeFiles()
+			for _, b := range bases[i:] {
+				l.removeFiles(b)
 			}
-			s.size, s.next, s.entries = 0, base, nil
+			if err := l.cfg.FS.SyncDir(l.cfg.Dir); err != nil {
+				return segs, fmt.Errorf("segment: sync log dir: %w", err)
+			}
+			break
 		}
 	}
 	// An empty segment other than the last carries nothing: drop it so that
@@ -247,8 +282,9 @@ func (l *Log) recover() ([]*logSegment, error) {
 }
 
 // recoverSegment loads a segment's state and cuts it at its first invalid
-// batch. The last segment, the only one a crash can tear, is scanned whole;
-// a sealed one (fsynced before the next was created) is checked from its
+// batch. The last two segments, the only ones a crash can tear (the active
+// one and the one whose seal may not have finished), are scanned whole
+// (last); an older one (sealed before the next roll) is checked from its
 // last index entry on, trusting the index files only as far as they check
 // out, as Kafka trusts segments below its recovery point. Damage inside a
 // sealed segment is caught by the CRC check on every read.
@@ -466,23 +502,31 @@ func olderThan(s *logSegment, age time.Duration, now time.Time) bool {
 }
 
 // Roll seals the active segment and starts a new one, unless the active
-// segment is empty. Sealed segments are what the uploader ships.
+// segment is empty. Sealed segments are what the uploader ships. Unlike
+// the roll of a full segment by Append, it returns once the rolled
+// segment is sealed (appends go on meanwhile).
 func (l *Log) Roll() error {
 	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
 	l.mu.RLock()
 	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
 	l.mu.RUnlock()
 	switch {
 	case closed:
+		l.appendMu.Unlock()
 		return ErrClosed
 	case failed != nil:
+		l.appendMu.Unlock()
 		return failed
 	case active.size == 0:
+		l.appendMu.Unlock()
 		return nil
 	}
 	_, err := l.rollLocked()
-	return err
+	l.appendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return l.seal(active)
 }
 
 // MaybeRoll rolls the active segment when it is older than SegmentAge, so
@@ -493,21 +537,30 @@ func (l *Log) MaybeRoll() (bool, error) {
 
 // RollOlderThan rolls the active segment when its first batch was appended
 // at least age ago (0: never). It reports whether it rolled.
+// Like Roll, it returns once the rolled segment is sealed.
 func (l *Log) RollOlderThan(age time.Duration) (bool, error) {
 	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
 	l.mu.RLock()
-	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
+	active, healthy := l.mu.segments[len(l.mu.segments)-1], !l.mu.closed && l.mu.failed == nil
 	l.mu.RUnlock()
-	if closed || failed != nil || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
+	// A closed or failed log has nothing to roll; appends report why.
+	if !healthy || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
+		l.appendMu.Unlock()
 		return false, nil
 	}
 	_, err := l.rollLocked()
+	l.appendMu.Unlock()
+	if err == nil {
+		err = l.seal(active)
+	}
 	return err == nil, err
 }
 
-// rollLocked syncs the active segment and its indexes, then creates the
-// next segment. l.appendMu must be held.
+// rollLocked creates the next segment and makes it the active one; the
+// syncer seals the rolled one (seal). When the segment rolled before is
+// still unsealed - rolls faster than fsyncs - it is sealed here first, so
+// at most one segment is ever unsealed besides the active one.
+// l.appendMu must be held.
 func (l *Log) rollLocked() (*logSegment, error) {
 	start := time.Now()
 	defer func() {
@@ -516,27 +569,62 @@ func (l *Log) rollLocked() (*logSegment, error) {
 		}
 	}()
 	l.mu.RLock()
-	active, next := l.mu.segments[len(l.mu.segments)-1], l.mu.written
-	entries := active.entries
+	prev := l.mu.sealing
 	l.mu.RUnlock()
-	if err := active.log.Sync(); err != nil {
-		return nil, l.fail(fmt.Errorf("sync %s before roll: %w", active.path, err))
+	if prev != nil {
+		if err := l.seal(prev); err != nil {
+			return nil, err
+		}
 	}
-	if err := active.writeIndexes(entries, true); err != nil {
-		return nil, l.fail(fmt.Errorf("write indexes of %s: %w", active.path, err))
-	}
-	s, err := l.createSegment(next)
+	l.mu.RLock()
+	next := l.mu.written
+	l.mu.RUnlock()
+	s, err := openLogSegment(l.cfg.FS, l.cfg.Dir, next, true)
 	if err != nil {
-		return nil, l.fail(err)
+		return nil, l.fail(fmt.Errorf("segment: create segment %d: %w", next, err))
 	}
 	l.mu.Lock()
+	l.mu.sealing = l.mu.segments[len(l.mu.segments)-1]
 	l.mu.segments = append(l.mu.segments, s)
-	if next > l.mu.synced {
-		l.mu.synced = next
+	l.mu.Unlock()
+	select {
+	case l.syncReq <- struct{}{}:
+	default:
+	}
+	return s, nil
+}
+
+// seal makes the rolled segment s durable: its data, the directory entry
+// of its successor (created by the roll), then - once the synced offset
+// may pass s - its index files. It is a no-op when s is sealed already.
+func (l *Log) seal(s *logSegment) error {
+	l.sealMu.Lock()
+	defer l.sealMu.Unlock()
+	l.mu.RLock()
+	pending, entries := l.mu.sealing == s, s.entries
+	l.mu.RUnlock()
+	if !pending {
+		return nil
+	}
+	if err := s.log.Sync(); err != nil {
+		return l.fail(fmt.Errorf("sync %s before roll: %w", s.path, err))
+	}
+	if err := l.cfg.FS.SyncDir(l.cfg.Dir); err != nil {
+		return l.fail(fmt.Errorf("segment: sync log dir: %w", err))
+	}
+	l.mu.Lock()
+	if s.next > l.mu.synced {
+		l.mu.synced = s.next
 		l.notifyLocked()
 	}
 	l.mu.Unlock()
-	return s, nil
+	if err := s.writeIndexes(entries, true); err != nil {
+		return l.fail(fmt.Errorf("write indexes of %s: %w", s.path, err))
+	}
+	l.mu.Lock()
+	l.mu.sealing = nil
+	l.mu.Unlock()
+	return nil
 }
 
 // syncLoop is the group-commit syncer: whenever someone waits for
@@ -564,8 +652,17 @@ func (l *Log) syncLoop() {
 	}
 }
 
-// syncOnce fsyncs the active segment and publishes the synced offset.
+// syncOnce seals the rolled segment if there is one, fsyncs the active
+// segment and publishes the synced offset.
 func (l *Log) syncOnce() {
+	l.mu.RLock()
+	sealing, failed := l.mu.sealing, l.mu.failed
+	l.mu.RUnlock()
+	if sealing != nil && failed == nil {
+		if l.seal(sealing) != nil {
+			return
+		}
+	}
 	l.mu.RLock()
 	active, target, synced, failed := l.mu.segments[len(l.mu.segments)-1], l.mu.written, l.mu.synced, l.mu.failed
 	if active.acquire() {
@@ -582,8 +679,8 @@ func (l *Log) syncOnce() {
 		return
 	}
 	l.mu.Lock()
-	// A roll may have happened meanwhile; it synced the old segment itself,
-	// and target never exceeds what this fsync or that roll covered.
+	// A roll may have happened meanwhile: target never exceeds the end of
+	// the segment this fsync covered, sealed (data and directory) before.
 	if target > l.mu.synced {
 		l.mu.synced = target
 		l.notifyLocked()
@@ -869,17 +966,20 @@ type SegmentInfo struct {
 	Size         int64
 	MaxTimestamp int64 // math.MinInt64 when empty
 	Path         string
-	Active       bool // the segment being appended to; not sealed
+	// Active marks a segment that is not sealed: the one being appended
+	// to, or the one rolled last while the syncer seals it.
+	Active bool
 }
 
-// Segments lists the segments, oldest first. All but the last are sealed:
-// fsynced and never written again.
+// Segments lists the segments, oldest first. All but the Active ones are
+// sealed: fsynced and never written again.
 func (l *Log) Segments() []SegmentInfo {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	out := make([]SegmentInfo, len(l.mu.segments))
 	for i, s := range l.mu.segments {
-		out[i] = SegmentInfo{BaseOffset: s.base, NextOffset: s.next, Size: s.size, MaxTimestamp: s.maxTS, Path: s.path, Active: i == len(l.mu.segments)-1}
+		out[i] = SegmentInfo{BaseOffset: s.base, NextOffset: s.next, Size: s.size, MaxTimestamp: s.maxTS, Path: s.path,
+			Active: i == len(l.mu.segments)-1 || s == l.mu.sealing}
 	}
 	return out
 }
@@ -891,7 +991,7 @@ func (l *Log) ReadSegment(base int64) ([]byte, error) {
 	var s *logSegment
 	var size int64
 	for i, c := range l.mu.segments {
-		if c.base == base && i < len(l.mu.segments)-1 && c.acquire() {
+		if c.base == base && i < len(l.mu.segments)-1 && c != l.mu.sealing && c.acquire() {
 			s, size = c, c.size
 		}
 	}
@@ -911,14 +1011,14 @@ func (l *Log) ReadSegment(base int64) ([]byte, error) {
 }
 
 // RemoveSegmentsBefore deletes the sealed segments whose batches all lie
-// below offset (never the active one) and returns how many it removed.
+// below offset (never an Active one) and returns how many it removed.
 // Readers already reading a removed segment finish their read.
 func (l *Log) RemoveSegmentsBefore(offset int64) (int, error) {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.Lock()
 	var gone []*logSegment
-	for len(l.mu.segments) > 1 && l.mu.segments[0].next <= offset {
+	for len(l.mu.segments) > 1 && l.mu.segments[0].next <= offset && l.mu.segments[0] != l.mu.sealing {
 		gone = append(gone, l.mu.segments[0])
 		l.mu.segments = l.mu.segments[1:]
 	}
@@ -952,6 +1052,13 @@ func (l *Log) Close() error {
 	close(l.stop)
 	<-l.syncDone
 	var err error
+	l.mu.RLock()
+	sealing := l.mu.sealing
+	l.mu.RUnlock()
+	if sealing != nil && failed == nil {
+		err = l.seal(sealing)
+		failed = err
+	}
 	active := segs[len(segs)-1]
 	if failed == nil {
 		if e := active.log.Sync(); e != nil {

@@ -562,3 +562,112 @@ func TestBatchesWalksHeaders(t *testing.T) {
 		t.Fatalf("bases %v, want [0 2] (the torn third batch left out)", bases)
 	}
 }
+
+// TestRollDoesNotWaitForFsync: the roll of a full segment leaves its
+// fsyncs to the syncer, so the append that rolls does not wait for them;
+// the rolled segment counts as unsealed (Active) until its seal is done,
+// and a batch of the new segment is durable only once everything before
+// it is - a crash right after Sync returns keeps all of it.
+func TestRollDoesNotWaitForFsync(t *testing.T) {
+	fsys := NewMemFS()
+	cfg := Config{Dir: "/p", FS: fsys, SegmentBytes: 4 << 10, SyncPolicy: SyncAlways, Logger: quiet}
+	l := openTest(t, cfg)
+	var n int
+	for len(l.Segments()) == 1 {
+		if _, _, err := l.Append(testBatch(n, 4, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	for deadline := time.Now().Add(5 * time.Second); l.Segments()[0].Active; {
+		if time.Now().After(deadline) {
+			t.Fatal("the first rolled segment was not sealed within 5 s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Each fsync takes 300 ms from now on: the append that rolls the
+	// second segment must not wait for one.
+	fsys.SetSyncDelay(300 * time.Millisecond)
+	start := time.Now()
+	for segs := len(l.Segments()); len(l.Segments()) == segs; n++ {
+		if _, _, err := l.Append(testBatch(n, 4, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Fatalf("appends across a roll took %s with 300 ms fsyncs", d)
+	}
+	segs := l.Segments()
+	if !segs[len(segs)-2].Active {
+		t.Fatalf("the segment just rolled reads as sealed before its fsync: %+v", segs)
+	}
+	if _, err := l.ReadSegment(segs[len(segs)-2].BaseOffset); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("ReadSegment of the unsealed segment: %v, want ErrOutOfRange", err)
+	}
+	written := l.WrittenOffset()
+	if _, end := l.Offsets(); end >= written {
+		t.Fatalf("readable end %d already at the written end %d under 300 ms fsyncs", end, written)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := l.Sync(ctx, written); err != nil {
+		t.Fatal(err)
+	}
+	// Durable up to written: a crash now loses nothing, and the rolled
+	// segment's directory entry survived too.
+	cfg.FS = fsys.Crash(CrashOptions{})
+	l2 := openTest(t, cfg)
+	if _, end := l2.Offsets(); end != written {
+		t.Fatalf("after Sync(%d) and a crash the log ends at %d", written, end)
+	}
+	if got := len(l2.Segments()); got != len(segs) {
+		t.Fatalf("after a crash %d segments, want %d", got, len(segs))
+	}
+}
+
+// TestRecoveryDropsSegmentsAfterAGap: a crash during a seal can cut the
+// rolled segment's tail while write-back kept part of its successor. The
+// successor (and anything later) cannot follow in order: recovery drops
+// it, and appends continue where the cut segment ends.
+func TestRecoveryDropsSegmentsAfterAGap(t *testing.T) {
+	fsys := NewMemFS()
+	cfg := Config{Dir: "/p", FS: fsys, SegmentBytes: 2 << 10, SyncPolicy: SyncNever, Logger: quiet}
+	l := openTest(t, cfg)
+	for i := 0; len(l.Segments()) < 3; i++ {
+		if _, _, err := l.Append(testBatch(i, 2, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := l.Segments()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Cut the middle segment's last batch.
+	mid := segs[1]
+	data, err := fsys.ReadFile(mid.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cut int
+	if err := ForEachBatch(data, func(h BatchHeader, b []byte) error {
+		if h.NextOffset() < mid.NextOffset {
+			cut += len(b)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	fsys.WriteFile(mid.Path, data[:cut+10]) // a torn batch after the cut
+	l2 := openTest(t, cfg)
+	got := l2.Segments()
+	if len(got) != 2 || got[1].BaseOffset != mid.BaseOffset || got[1].NextOffset >= mid.NextOffset {
+		t.Fatalf("segments after recovery: %+v (the middle one was %+v)", got, mid)
+	}
+	if _, err := fsys.ReadFile(segs[2].Path); err == nil {
+		t.Fatalf("segment %s after the gap is still there", segs[2].Path)
+	}
+	first, _, err := l2.Append(testBatch(99, 1, 10, 1))
+	if err != nil || first != got[1].NextOffset {
+		t.Fatalf("append after recovery at %d (%v), want %d", first, err, got[1].NextOffset)
+	}
+}

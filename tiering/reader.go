@@ -99,7 +99,10 @@ func (r *Reader) Footer(ctx context.Context, e metadata.SegmentEntry) (*segment.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: footer: %v", ErrCorruptObject, e.Key, err)
 	}
-	if f.BaseOffset != e.BaseOffset || f.LastOffset != e.LastOffset {
+	// An entry may start before its object's first batch: the offsets
+	// compaction emptied at the start of an output stay the entry's, so
+	// that the manifest keeps no gaps (and the log start does not move).
+	if f.BaseOffset < e.BaseOffset || f.LastOffset != e.LastOffset {
 		return nil, fmt.Errorf("%w: %s: footer covers [%d, %d], the manifest says [%d, %d]", ErrCorruptObject, e.Key, f.BaseOffset, f.LastOffset, e.BaseOffset, e.LastOffset)
 	}
 	r.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
 type benchOptions struct {
@@ -203,9 +204,14 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
-	go progress(cmd.ErrOrStderr(), "produced", o.records, &done, stop)
-	start := time.Now()
-	var wg sync.WaitGroup
+	// Each producer first writes one untimed record to every partition
+	// and waits for its acknowledgement: the clock starts once every
+	// connection is open and every partition has a leader that took it
+	// up, so the figures measure producing, not the creation of a topic.
+	var wg, warm sync.WaitGroup
+	var start time.Time
+	begin := make(chan struct{})
+	warm.Add(o.producers)
 	for i := range o.producers {
 		lo := o.records * int64(i) / int64(o.producers)
 		hi := o.records * int64(i+1) / int64(o.producers)
@@ -215,11 +221,19 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			c, err := newClient(o.broker)
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
+				warm.Done()
 				return
 			}
 			defer c.Close()
+			err = warmUp(ctx, c, acks, o.topic, nparts, values[0])
+			warm.Done()
+			if err != nil {
+				firstErr.CompareAndSwap(nil, fmt.Errorf("warm-up: %w", err))
+				return
+			}
 			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight, ManualPartitions: o.roundRobin})
 			defer func() { _ = p.Close() }()
+			<-begin
 			perProducer := o.rate / float64(o.producers)
 			pstart := time.Now()
 			for j := lo; j < hi; j++ {
@@ -251,6 +265,10 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			}
 		}()
 	}
+	warm.Wait()
+	go progress(cmd.ErrOrStderr(), "produced", o.records, &done, stop)
+	start = time.Now()
+	close(begin)
 	wg.Wait()
 	elapsed := time.Since(start)
 	close(stop)
@@ -260,6 +278,18 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, nparts),
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
+}
+
+// warmUp produces one record to every partition of topic through c and
+// waits for their acknowledgements.
+func warmUp(ctx context.Context, c *client.Client, acks stratav1.Acks, topic string, nparts int32, value []byte) error {
+	p := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: true})
+	defer func() { _ = p.Close() }()
+	recs := make([]*client.Record, nparts)
+	for i := range recs {
+		recs[i] = &client.Record{Topic: topic, Partition: int32(i), Value: value}
+	}
+	return p.ProduceSync(ctx, recs...)
 }
 
 func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {

@@ -47,6 +47,18 @@ type serveOptions struct {
 	walInterval   time.Duration
 	walBytes      string
 	groups        broker.GroupConfig
+	workers       workerOptions
+}
+
+// workerOptions are the background workers' flags (retention,
+// compaction, the bucket's garbage collection).
+type workerOptions struct {
+	retentionInterval  time.Duration
+	compactionInterval time.Duration
+	compactionRate     string
+	gcInterval         time.Duration
+	gcGrace            time.Duration
+	gcMaxDeletes       int
 }
 
 func newServeCmd() *cobra.Command {
@@ -87,6 +99,12 @@ synced before exit.`,
 	f.StringVar(&o.walBytes, "wal-flush-bytes", "4MiB", "a WAL object is flushed sooner once this many bytes wait")
 	f.DurationVar(&o.groups.SessionTimeout, "group-session-timeout", 10*time.Second, "session timeout of consumer group members that do not ask for one: a member without a heartbeat for this long is removed and its partitions reassigned")
 	f.DurationVar(&o.groups.CommitInterval, "group-commit-interval", 100*time.Millisecond, "least time between two etcd writes of a consumer group: commits arriving meanwhile are coalesced (at most 1/interval writes per group per second)")
+	f.DurationVar(&o.workers.retentionInterval, "retention-check-interval", time.Minute, "how often the leader of a partition applies retention.ms and retention.bytes")
+	f.DurationVar(&o.workers.compactionInterval, "compaction-interval", 30*time.Second, "how often the leader of a partition checks whether it is due for compaction (or small-segment merging)")
+	f.StringVar(&o.workers.compactionRate, "compaction-bytes-per-sec", "32MiB", "bound of the bytes compaction reads per second on this broker, e.g. 16MiB (0: unlimited)")
+	f.DurationVar(&o.workers.gcInterval, "gc-interval", time.Minute, "how often the controller sweeps the bucket for garbage and orphan objects")
+	f.DurationVar(&o.workers.gcGrace, "gc-grace-period", 10*time.Minute, "how long an object stays in the bucket after no manifest references it (readers of the old manifest keep working), and the age an unreferenced object must reach to count as an orphan")
+	f.IntVar(&o.workers.gcMaxDeletes, "gc-max-deletes", 1000, "bound of the objects one sweep deletes")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	return cmd
@@ -172,6 +190,23 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		return fmt.Errorf("--group-session-timeout %s, --group-commit-interval %s: want at least 1s and a positive interval", o.groups.SessionTimeout, o.groups.CommitInterval)
 	}
 
+	compactionRate, err := parseBytes(o.workers.compactionRate)
+	if err != nil {
+		return fmt.Errorf("--compaction-bytes-per-sec: %w", err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--retention-check-interval", o.workers.retentionInterval}, {"--compaction-interval", o.workers.compactionInterval},
+		{"--gc-interval", o.workers.gcInterval}, {"--gc-grace-period", o.workers.gcGrace}} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s %s: must be positive", d.name, d.v)
+		}
+	}
+	if o.workers.gcMaxDeletes <= 0 {
+		return fmt.Errorf("--gc-max-deletes %d: must be positive", o.workers.gcMaxDeletes)
+	}
+
 	endpoints := o.etcdEndpoints
 	var emb *metadata.Embedded
 	if len(endpoints) == 0 {
@@ -224,20 +259,26 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		}
 	}
 	srv := broker.New(broker.Config{
-		Objects:           objects,
-		Reader:            readerCfg,
-		LocalDiskLimit:    diskLimit,
-		SessionTTL:        o.sessionTTL,
-		ReconcileInterval: o.reconcile,
-		DataDir:           o.dataDir,
-		BrokerID:          o.brokerID,
-		Advertise:         advertise,
-		SyncPolicy:        policy,
-		WAL:               walOn,
-		WALFlushInterval:  o.walInterval,
-		WALFlushBytes:     int(walBytes),
-		Groups:            o.groups,
-		Logger:            logger,
+		Objects:               objects,
+		Reader:                readerCfg,
+		LocalDiskLimit:        diskLimit,
+		SessionTTL:            o.sessionTTL,
+		ReconcileInterval:     o.reconcile,
+		DataDir:               o.dataDir,
+		BrokerID:              o.brokerID,
+		Advertise:             advertise,
+		SyncPolicy:            policy,
+		WAL:                   walOn,
+		WALFlushInterval:      o.walInterval,
+		WALFlushBytes:         int(walBytes),
+		RetentionInterval:     o.workers.retentionInterval,
+		CompactionInterval:    o.workers.compactionInterval,
+		CompactionBytesPerSec: compactionRate,
+		GCInterval:            o.workers.gcInterval,
+		GCGrace:               o.workers.gcGrace,
+		GCMaxDeletes:          o.workers.gcMaxDeletes,
+		Groups:                o.groups,
+		Logger:                logger,
 	}, store, broker.NewMetrics(reg))
 	// The health service follows the broker's readiness.
 	g, _ := srv.NewGRPCServer()

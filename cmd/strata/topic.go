@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -171,6 +172,28 @@ func printDescription(cmd *cobra.Command, d *stratav1.TopicDescription) {
 	fmt.Fprintln(w, "PARTITION\tLEADER\tEPOCH\tLOG-START\tLOG-END")
 	for _, p := range d.GetPartitions() {
 		fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\n", p.GetPartition(), p.GetLeaderId(), p.GetLeaderEpoch(), p.GetLogStartOffset(), p.GetLogEndOffset())
+	}
+	_ = w.Flush()
+	if !strings.Contains(d.GetConfig()["cleanup.policy"], "compact") {
+		return
+	}
+	fmt.Fprintln(out, "compaction:")
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "PARTITION\tDIRTY-RATIO\tCLEANED-END\tLAST-RUN\tTOOK\tOBJECTS\tBYTES\tRECORDS-REMOVED\tTOMBSTONES-REMOVED")
+	for _, p := range d.GetPartitions() {
+		c := p.GetCompaction()
+		if c == nil {
+			fmt.Fprintf(w, "%d\t-\t-\t- (no leader or tiering off)\t\t\t\t\t\n", p.GetPartition())
+			continue
+		}
+		last, took := "never", "-"
+		if c.GetLastRunMs() > 0 {
+			last = time.UnixMilli(c.GetLastRunMs()).UTC().Format(time.RFC3339)
+			took = (time.Duration(c.GetLastRunDurationMs()) * time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "%d\t%.2f\t%d\t%s\t%s\t%d -> %d\t%s -> %s\t%d\t%d\n", p.GetPartition(), c.GetDirtyRatio(), c.GetCleanedEndOffset(), last, took,
+			c.GetLastRunObjectsIn(), c.GetLastRunObjectsOut(), human(c.GetLastRunBytesIn()), human(c.GetLastRunBytesOut()),
+			c.GetLastRunRecordsRemoved(), c.GetLastRunTombstonesRemoved())
 	}
 	_ = w.Flush()
 }

@@ -513,7 +513,10 @@ type PartitionDescription struct {
 	LogEndOffset int64 `protobuf:"varint,5,opt,name=log_end_offset,json=logEndOffset,proto3" json:"log_end_offset,omitempty"`
 	// Tiered storage, as the leader sees it (zero from a broker that does
 	// not lead the partition).
-	Tier          *TierStatus `protobuf:"bytes,6,opt,name=tier,proto3" json:"tier,omitempty"`
+	Tier *TierStatus `protobuf:"bytes,6,opt,name=tier,proto3" json:"tier,omitempty"`
+	// Compaction, for topics whose cleanup.policy has compact (unset
+	// otherwise).
+	Compaction    *CompactionStatus `protobuf:"bytes,7,opt,name=compaction,proto3" json:"compaction,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -590,6 +593,138 @@ func (x *PartitionDescription) GetTier() *TierStatus {
 	return nil
 }
 
+func (x *PartitionDescription) GetCompaction() *CompactionStatus {
+	if x != nil {
+		return x.Compaction
+	}
+	return nil
+}
+
+// CompactionStatus is a compacted partition's progress: how much of its
+// uploaded data no run has compacted yet, and what the last run did.
+type CompactionStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Dirty bytes / all uploaded bytes, from 0 to 1: from the leader, as of
+	// now; from another broker, as of the last run.
+	DirtyRatio float64 `protobuf:"fixed64,1,opt,name=dirty_ratio,json=dirtyRatio,proto3" json:"dirty_ratio,omitempty"`
+	// Offsets below it have been compacted (0: never).
+	CleanedEndOffset int64 `protobuf:"varint,2,opt,name=cleaned_end_offset,json=cleanedEndOffset,proto3" json:"cleaned_end_offset,omitempty"`
+	// When the last run ended (ms since the epoch; 0: never) and how long it
+	// took.
+	LastRunMs         int64 `protobuf:"varint,3,opt,name=last_run_ms,json=lastRunMs,proto3" json:"last_run_ms,omitempty"`
+	LastRunDurationMs int64 `protobuf:"varint,4,opt,name=last_run_duration_ms,json=lastRunDurationMs,proto3" json:"last_run_duration_ms,omitempty"`
+	// The last run's input and output objects and record batch bytes, and
+	// the records and tombstones it removed.
+	LastRunObjectsIn         int64 `protobuf:"varint,5,opt,name=last_run_objects_in,json=lastRunObjectsIn,proto3" json:"last_run_objects_in,omitempty"`
+	LastRunObjectsOut        int64 `protobuf:"varint,6,opt,name=last_run_objects_out,json=lastRunObjectsOut,proto3" json:"last_run_objects_out,omitempty"`
+	LastRunBytesIn           int64 `protobuf:"varint,7,opt,name=last_run_bytes_in,json=lastRunBytesIn,proto3" json:"last_run_bytes_in,omitempty"`
+	LastRunBytesOut          int64 `protobuf:"varint,8,opt,name=last_run_bytes_out,json=lastRunBytesOut,proto3" json:"last_run_bytes_out,omitempty"`
+	LastRunRecordsRemoved    int64 `protobuf:"varint,9,opt,name=last_run_records_removed,json=lastRunRecordsRemoved,proto3" json:"last_run_records_removed,omitempty"`
+	LastRunTombstonesRemoved int64 `protobuf:"varint,10,opt,name=last_run_tombstones_removed,json=lastRunTombstonesRemoved,proto3" json:"last_run_tombstones_removed,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
+}
+
+func (x *CompactionStatus) Reset() {
+	*x = CompactionStatus{}
+	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactionStatus) ProtoMessage() {}
+
+func (x *CompactionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactionStatus.ProtoReflect.Descriptor instead.
+func (*CompactionStatus) Descriptor() ([]byte, []int) {
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *CompactionStatus) GetDirtyRatio() float64 {
+	if x != nil {
+		return x.DirtyRatio
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetCleanedEndOffset() int64 {
+	if x != nil {
+		return x.CleanedEndOffset
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunMs() int64 {
+	if x != nil {
+		return x.LastRunMs
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunDurationMs() int64 {
+	if x != nil {
+		return x.LastRunDurationMs
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunObjectsIn() int64 {
+	if x != nil {
+		return x.LastRunObjectsIn
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunObjectsOut() int64 {
+	if x != nil {
+		return x.LastRunObjectsOut
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunBytesIn() int64 {
+	if x != nil {
+		return x.LastRunBytesIn
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunBytesOut() int64 {
+	if x != nil {
+		return x.LastRunBytesOut
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunRecordsRemoved() int64 {
+	if x != nil {
+		return x.LastRunRecordsRemoved
+	}
+	return 0
+}
+
+func (x *CompactionStatus) GetLastRunTombstonesRemoved() int64 {
+	if x != nil {
+		return x.LastRunTombstonesRemoved
+	}
+	return 0
+}
+
 // TierStatus is where a partition's data lives: the local log's range and
 // the uploaded objects'.
 type TierStatus struct {
@@ -615,7 +750,7 @@ type TierStatus struct {
 
 func (x *TierStatus) Reset() {
 	*x = TierStatus{}
-	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	mi := &file_strata_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +762,7 @@ func (x *TierStatus) String() string {
 func (*TierStatus) ProtoMessage() {}
 
 func (x *TierStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_admin_proto_msgTypes[11]
+	mi := &file_strata_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +775,7 @@ func (x *TierStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TierStatus.ProtoReflect.Descriptor instead.
 func (*TierStatus) Descriptor() ([]byte, []int) {
-	return file_strata_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TierStatus) GetLocalStartOffset() int64 {
@@ -718,7 +853,7 @@ type AlterTopicConfigRequest struct {
 
 func (x *AlterTopicConfigRequest) Reset() {
 	*x = AlterTopicConfigRequest{}
-	mi := &file_strata_v1_admin_proto_msgTypes[12]
+	mi := &file_strata_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +865,7 @@ func (x *AlterTopicConfigRequest) String() string {
 func (*AlterTopicConfigRequest) ProtoMessage() {}
 
 func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_admin_proto_msgTypes[12]
+	mi := &file_strata_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +878,7 @@ func (x *AlterTopicConfigRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigRequest.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigRequest) Descriptor() ([]byte, []int) {
-	return file_strata_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AlterTopicConfigRequest) GetName() string {
@@ -776,7 +911,7 @@ type AlterTopicConfigResponse struct {
 
 func (x *AlterTopicConfigResponse) Reset() {
 	*x = AlterTopicConfigResponse{}
-	mi := &file_strata_v1_admin_proto_msgTypes[13]
+	mi := &file_strata_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +923,7 @@ func (x *AlterTopicConfigResponse) String() string {
 func (*AlterTopicConfigResponse) ProtoMessage() {}
 
 func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_strata_v1_admin_proto_msgTypes[13]
+	mi := &file_strata_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +936,7 @@ func (x *AlterTopicConfigResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlterTopicConfigResponse.ProtoReflect.Descriptor instead.
 func (*AlterTopicConfigResponse) Descriptor() ([]byte, []int) {
-	return file_strata_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_strata_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AlterTopicConfigResponse) GetTopic() *TopicDescription {
@@ -851,14 +986,30 @@ const file_strata_v1_admin_proto_rawDesc = "" +
 	"partitions\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xac\x02\n" +
 	"\x14PartitionDescription\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\x05R\bleaderId\x12!\n" +
 	"\fleader_epoch\x18\x03 \x01(\x03R\vleaderEpoch\x12(\n" +
 	"\x10log_start_offset\x18\x04 \x01(\x03R\x0elogStartOffset\x12$\n" +
 	"\x0elog_end_offset\x18\x05 \x01(\x03R\flogEndOffset\x12)\n" +
-	"\x04tier\x18\x06 \x01(\v2\x15.strata.v1.TierStatusR\x04tier\"\xf9\x02\n" +
+	"\x04tier\x18\x06 \x01(\v2\x15.strata.v1.TierStatusR\x04tier\x12;\n" +
+	"\n" +
+	"compaction\x18\a \x01(\v2\x1b.strata.v1.CompactionStatusR\n" +
+	"compaction\"\xe2\x03\n" +
+	"\x10CompactionStatus\x12\x1f\n" +
+	"\vdirty_ratio\x18\x01 \x01(\x01R\n" +
+	"dirtyRatio\x12,\n" +
+	"\x12cleaned_end_offset\x18\x02 \x01(\x03R\x10cleanedEndOffset\x12\x1e\n" +
+	"\vlast_run_ms\x18\x03 \x01(\x03R\tlastRunMs\x12/\n" +
+	"\x14last_run_duration_ms\x18\x04 \x01(\x03R\x11lastRunDurationMs\x12-\n" +
+	"\x13last_run_objects_in\x18\x05 \x01(\x03R\x10lastRunObjectsIn\x12/\n" +
+	"\x14last_run_objects_out\x18\x06 \x01(\x03R\x11lastRunObjectsOut\x12)\n" +
+	"\x11last_run_bytes_in\x18\a \x01(\x03R\x0elastRunBytesIn\x12+\n" +
+	"\x12last_run_bytes_out\x18\b \x01(\x03R\x0flastRunBytesOut\x127\n" +
+	"\x18last_run_records_removed\x18\t \x01(\x03R\x15lastRunRecordsRemoved\x12=\n" +
+	"\x1blast_run_tombstones_removed\x18\n" +
+	" \x01(\x03R\x18lastRunTombstonesRemoved\"\xf9\x02\n" +
 	"\n" +
 	"TierStatus\x12,\n" +
 	"\x12local_start_offset\x18\x01 \x01(\x03R\x10localStartOffset\x12\x1f\n" +
@@ -900,7 +1051,7 @@ func file_strata_v1_admin_proto_rawDescGZIP() []byte {
 	return file_strata_v1_admin_proto_rawDescData
 }
 
-var file_strata_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_strata_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_strata_v1_admin_proto_goTypes = []any{
 	(*CreateTopicRequest)(nil),       // 0: strata.v1.CreateTopicRequest
 	(*CreateTopicResponse)(nil),      // 1: strata.v1.CreateTopicResponse
@@ -913,38 +1064,40 @@ var file_strata_v1_admin_proto_goTypes = []any{
 	(*DescribeTopicResponse)(nil),    // 8: strata.v1.DescribeTopicResponse
 	(*TopicDescription)(nil),         // 9: strata.v1.TopicDescription
 	(*PartitionDescription)(nil),     // 10: strata.v1.PartitionDescription
-	(*TierStatus)(nil),               // 11: strata.v1.TierStatus
-	(*AlterTopicConfigRequest)(nil),  // 12: strata.v1.AlterTopicConfigRequest
-	(*AlterTopicConfigResponse)(nil), // 13: strata.v1.AlterTopicConfigResponse
-	nil,                              // 14: strata.v1.CreateTopicRequest.ConfigEntry
-	nil,                              // 15: strata.v1.TopicDescription.ConfigEntry
-	nil,                              // 16: strata.v1.AlterTopicConfigRequest.SetEntry
+	(*CompactionStatus)(nil),         // 11: strata.v1.CompactionStatus
+	(*TierStatus)(nil),               // 12: strata.v1.TierStatus
+	(*AlterTopicConfigRequest)(nil),  // 13: strata.v1.AlterTopicConfigRequest
+	(*AlterTopicConfigResponse)(nil), // 14: strata.v1.AlterTopicConfigResponse
+	nil,                              // 15: strata.v1.CreateTopicRequest.ConfigEntry
+	nil,                              // 16: strata.v1.TopicDescription.ConfigEntry
+	nil,                              // 17: strata.v1.AlterTopicConfigRequest.SetEntry
 }
 var file_strata_v1_admin_proto_depIdxs = []int32{
-	14, // 0: strata.v1.CreateTopicRequest.config:type_name -> strata.v1.CreateTopicRequest.ConfigEntry
+	15, // 0: strata.v1.CreateTopicRequest.config:type_name -> strata.v1.CreateTopicRequest.ConfigEntry
 	9,  // 1: strata.v1.CreateTopicResponse.topic:type_name -> strata.v1.TopicDescription
 	6,  // 2: strata.v1.ListTopicsResponse.topics:type_name -> strata.v1.TopicSummary
 	9,  // 3: strata.v1.DescribeTopicResponse.topic:type_name -> strata.v1.TopicDescription
-	15, // 4: strata.v1.TopicDescription.config:type_name -> strata.v1.TopicDescription.ConfigEntry
+	16, // 4: strata.v1.TopicDescription.config:type_name -> strata.v1.TopicDescription.ConfigEntry
 	10, // 5: strata.v1.TopicDescription.partitions:type_name -> strata.v1.PartitionDescription
-	11, // 6: strata.v1.PartitionDescription.tier:type_name -> strata.v1.TierStatus
-	16, // 7: strata.v1.AlterTopicConfigRequest.set:type_name -> strata.v1.AlterTopicConfigRequest.SetEntry
-	9,  // 8: strata.v1.AlterTopicConfigResponse.topic:type_name -> strata.v1.TopicDescription
-	0,  // 9: strata.v1.AdminService.CreateTopic:input_type -> strata.v1.CreateTopicRequest
-	2,  // 10: strata.v1.AdminService.DeleteTopic:input_type -> strata.v1.DeleteTopicRequest
-	4,  // 11: strata.v1.AdminService.ListTopics:input_type -> strata.v1.ListTopicsRequest
-	7,  // 12: strata.v1.AdminService.DescribeTopic:input_type -> strata.v1.DescribeTopicRequest
-	12, // 13: strata.v1.AdminService.AlterTopicConfig:input_type -> strata.v1.AlterTopicConfigRequest
-	1,  // 14: strata.v1.AdminService.CreateTopic:output_type -> strata.v1.CreateTopicResponse
-	3,  // 15: strata.v1.AdminService.DeleteTopic:output_type -> strata.v1.DeleteTopicResponse
-	5,  // 16: strata.v1.AdminService.ListTopics:output_type -> strata.v1.ListTopicsResponse
-	8,  // 17: strata.v1.AdminService.DescribeTopic:output_type -> strata.v1.DescribeTopicResponse
-	13, // 18: strata.v1.AdminService.AlterTopicConfig:output_type -> strata.v1.AlterTopicConfigResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	12, // 6: strata.v1.PartitionDescription.tier:type_name -> strata.v1.TierStatus
+	11, // 7: strata.v1.PartitionDescription.compaction:type_name -> strata.v1.CompactionStatus
+	17, // 8: strata.v1.AlterTopicConfigRequest.set:type_name -> strata.v1.AlterTopicConfigRequest.SetEntry
+	9,  // 9: strata.v1.AlterTopicConfigResponse.topic:type_name -> strata.v1.TopicDescription
+	0,  // 10: strata.v1.AdminService.CreateTopic:input_type -> strata.v1.CreateTopicRequest
+	2,  // 11: strata.v1.AdminService.DeleteTopic:input_type -> strata.v1.DeleteTopicRequest
+	4,  // 12: strata.v1.AdminService.ListTopics:input_type -> strata.v1.ListTopicsRequest
+	7,  // 13: strata.v1.AdminService.DescribeTopic:input_type -> strata.v1.DescribeTopicRequest
+	13, // 14: strata.v1.AdminService.AlterTopicConfig:input_type -> strata.v1.AlterTopicConfigRequest
+	1,  // 15: strata.v1.AdminService.CreateTopic:output_type -> strata.v1.CreateTopicResponse
+	3,  // 16: strata.v1.AdminService.DeleteTopic:output_type -> strata.v1.DeleteTopicResponse
+	5,  // 17: strata.v1.AdminService.ListTopics:output_type -> strata.v1.ListTopicsResponse
+	8,  // 18: strata.v1.AdminService.DescribeTopic:output_type -> strata.v1.DescribeTopicResponse
+	14, // 19: strata.v1.AdminService.AlterTopicConfig:output_type -> strata.v1.AlterTopicConfigResponse
+	15, // [15:20] is the sub-list for method output_type
+	10, // [10:15] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_strata_v1_admin_proto_init() }
@@ -958,7 +1111,7 @@ func file_strata_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_strata_v1_admin_proto_rawDesc), len(file_strata_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,253 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/strata-stream/strata/metadata"
+	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering/objstore"
+)
+
+// keyedBatch is one batch of n records of keys key-<from>..., values
+// tagged with tag, stamped ts (ms).
+func keyedBatch(from, n int, tag string, ts int64) []byte {
+	recs := make([]segment.Record, n)
+	for i := range recs {
+		recs[i] = segment.Record{Timestamp: ts, Key: fmt.Appendf(nil, "key-%04d", from+i), Value: fmt.Appendf(nil, "%s-%04d-%0200d", tag, from+i, 0)}
+	}
+	return segment.AppendBatch(nil, segment.NoProducer, recs)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20s, still not %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRetentionWithoutObjectStore: without an object store, retention
+// deletes the local segments whose records are all older than
+// retention.ms, moves the log start with them (in etcd too), and a
+// consumer below it gets OUT_OF_RANGE.
+func TestRetentionWithoutObjectStore(t *testing.T) {
+	b := startBroker(t, func(c *Config) { c.RetentionInterval = 30 * time.Millisecond })
+	b.createTopic(t, "ret", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "retention.ms": "3600000"})
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 40 { // 40 × 2.4 KB: several segments of old records
+		b.produceOK(t, "ret", 0, keyedBatch(i*10, 10, "old", old))
+	}
+	firstNew := b.produceOK(t, "ret", 0, keyedBatch(0, 10, "new", time.Now().UnixMilli())).GetBaseOffset()
+	part, err := b.srv.partition("ret", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Exactly the segments of old records only go: the first one left
+	// holds the first recent record (retention runs every 30 ms while the
+	// segments roll, so it takes a few passes).
+	holdsFirstNew := func() bool {
+		segs := part.log.Segments()
+		return segs[0].BaseOffset <= firstNew && firstNew < segs[0].NextOffset
+	}
+	waitFor(t, "the old segments expired", holdsFirstNew)
+	time.Sleep(200 * time.Millisecond) // more passes: nothing more expires
+	start := b.listOffset(t, "ret", 0, earliest()).GetOffset()
+	if segs := part.log.Segments(); !holdsFirstNew() || segs[0].BaseOffset != start || start == 0 {
+		t.Fatalf("log start %d; first recent record at %d; local segments %+v", start, firstNew, segs)
+	}
+	st, err := b.srv.store.GetPartitionState(rpcCtx(t), "ret", 0)
+	if err != nil || st.LogStartOffset != start {
+		t.Fatalf("state in etcd %+v %v, want log start %d", st, err, start)
+	}
+	stream, err := b.consume.Consume(rpcCtx(t), &stratav1.ConsumeRequest{Topic: "ret", Partition: 0, Start: exact(0)})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantCode(t, "consume below the log start", err, codes.OutOfRange)
+	if got := values(t, b.consumeRange(t, "ret", 0, firstNew, firstNew+10), firstNew); len(got) != 10 {
+		t.Fatalf("recent records: %q", got)
+	}
+}
+
+// TestCompactedReadsComeFromTheBucket: once a compacted partition has
+// been compacted, reads below the compacted end come from the compacted
+// objects, though the local log still holds the uncompacted segments;
+// the local copies go with the next eviction.
+func TestCompactedReadsComeFromTheBucket(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour // run by hand
+	})
+	b.createTopic(t, "kv", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact"})
+	now := time.Now().UnixMilli()
+	for round := range 5 {
+		for k := 0; k < 50; k += 10 {
+			b.produceOK(t, "kv", 0, keyedBatch(k, 10, fmt.Sprint("r", round), now))
+		}
+	}
+	for i := range 20 { // fillers: the keyed records are all in sealed segments
+		b.produceOK(t, "kv", 0, keyedBatch(1000+i*10, 10, "fill", now))
+	}
+	part, err := b.srv.partition("kv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 250 })
+	if err := b.srv.compactPartition(rpcCtx(t), part); err != nil {
+		t.Fatal(err)
+	}
+	cs := part.compactionStatus()
+	if cs.GetCleanedEndOffset() < 250 || cs.GetLastRunMs() == 0 || cs.GetLastRunRecordsRemoved() < 200 {
+		t.Fatalf("compaction status %+v", cs)
+	}
+	d, err := b.admin.DescribeTopic(rpcCtx(t), &stratav1.DescribeTopicRequest{Name: "kv"})
+	if err != nil || d.GetTopic().GetPartitions()[0].GetCompaction().GetCleanedEndOffset() != cs.GetCleanedEndOffset() {
+		t.Fatalf("describe: %v %v", d, err)
+	}
+	_, end := part.offsets()
+	data := b.consumeRange(t, "kv", 0, 0, end)
+	perKey := map[string][]string{}
+	err = segment.ForEachBatch(data, func(_ segment.BatchHeader, raw []byte) error {
+		return segment.BatchRecords(raw, func(r segment.Record) error {
+			perKey[string(r.Key)] = append(perKey[string(r.Key)], string(r.Value[:7]))
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 50 {
+		if got := perKey[fmt.Sprintf("key-%04d", k)]; len(got) != 1 || got[0] != fmt.Sprintf("r4-%04d", k) {
+			t.Fatalf("key-%04d read as %v, want only its latest value", k, got)
+		}
+	}
+	// The local copies below the compacted end are evicted.
+	waitFor(t, "local copies evicted", func() bool {
+		start, _ := part.log.Offsets()
+		return start > 0 && start <= cs.GetCleanedEndOffset()
+	})
+}
+
+// TestWorkersAreFenced: a broker that lost a partition's leadership
+// (here: its leader key is gone, as after a lease expiry) commits neither
+// a compaction swap nor a retention expiry; the manifest stays as it was
+// and no garbage is recorded.
+func TestWorkersAreFenced(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour
+		c.RetentionInterval = time.Hour
+	})
+	b.createTopic(t, "f", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact,delete"})
+	for round := range 3 {
+		for k := 0; k < 50; k += 10 {
+			b.produceOK(t, "f", 0, keyedBatch(k, 10, fmt.Sprint("r", round), time.Now().UnixMilli()))
+		}
+	}
+	part, err := b.srv.partition("f", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 100 })
+	ctx := context.Background()
+	before, err := b.srv.store.ListSegments(ctx, "f", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.srv.store.Client().Delete(ctx, b.srv.store.Prefix()+"partitions/f/0/leader"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.compactPartition(ctx, part); !errors.Is(err, metadata.ErrFenced) {
+		t.Fatalf("compaction without the leadership: %v, want ErrFenced", err)
+	}
+	cfg := *part.config.Load()
+	cfg.RetentionMs = 0 // everything expires
+	part.config.Store(&cfg)
+	if err := b.srv.applyRetention(ctx, part); !errors.Is(err, metadata.ErrFenced) {
+		t.Fatalf("retention without the leadership: %v, want ErrFenced", err)
+	}
+	after, err := b.srv.store.ListSegments(ctx, "f", 0)
+	if err != nil || fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("a fenced broker changed the manifest:\n%v\n%v (%v)", before, after, err)
+	}
+	if gs, err := b.srv.store.ListGarbage(ctx, 0); err != nil || len(gs) != 0 {
+		t.Fatalf("a fenced broker recorded garbage: %v %v", gs, err)
+	}
+	if st, _ := b.srv.store.GetPartitionState(ctx, "f", 0); st.LogStartOffset != 0 {
+		t.Fatalf("a fenced broker moved the log start: %+v", st)
+	}
+}
+
+// TestEverythingExpired: when retention expires every uploaded segment
+// (the manifest is empty), the log start alone says where the log is:
+// the WAL objects below it are garbage, and a leader that lost its disk
+// continues after it, never reusing an offset.
+func TestEverythingExpired(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startWALBroker(t, mem, func(c *Config) {
+		c.WALMaxAge = 200 * time.Millisecond
+		c.WALGCInterval = 100 * time.Millisecond
+		c.UploadInterval = 50 * time.Millisecond
+		c.RetentionInterval = 50 * time.Millisecond
+	})
+	b.createTopic(t, "gone", 1, map[string]string{"retention.ms": "3600000"})
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 20 {
+		resp, err := b.produce.Produce(rpcCtx(t), &stratav1.ProduceRequest{Acks: stratav1.Acks_ACKS_ALL,
+			Partitions: []*stratav1.PartitionRecords{{Topic: "gone", Records: keyedBatch(i, 1, "old", old)}}})
+		if err != nil || resp.GetPartitions()[0].GetError() != nil {
+			t.Fatalf("produce %d: %v %v", i, err, resp)
+		}
+	}
+	ctx := context.Background()
+	waitFor(t, "every record expired", func() bool {
+		st, err := b.srv.store.GetPartitionState(ctx, "gone", 0)
+		es, _ := b.srv.store.ListSegments(ctx, "gone", 0)
+		return err == nil && st.LogStartOffset == 20 && len(es) == 0
+	})
+	walLeft := func() int {
+		n := 0
+		_ = mem.List(ctx, "wal/", func(objstore.ObjectInfo) error { n++; return nil })
+		return n
+	}
+	waitFor(t, "the WAL objects below the log start deleted", func() bool { return walLeft() == 0 })
+	stream, err := b.consume.Consume(rpcCtx(t), &stratav1.ConsumeRequest{Topic: "gone", Partition: 0, Start: exact(5)})
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	wantCode(t, "consume below the log start", err, codes.OutOfRange)
+
+	// The leader loses its disk: it continues at the log start.
+	part, err := b.srv.partition("gone", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(part.log.Segments()[0].Path)
+	b.srv.opening.Lock()
+	b.srv.dropPartition(part)
+	err = os.RemoveAll(dir)
+	b.srv.opening.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the partition reopened", func() bool { _, err := b.srv.partition("gone", 0); return err == nil })
+	if r := b.produceOK(t, "gone", 0, keyedBatch(0, 1, "new", time.Now().UnixMilli())); r.GetBaseOffset() != 20 {
+		t.Fatalf("first record after the disk loss at offset %d, want 20 (after the log start)", r.GetBaseOffset())
+	}
+}

@@ -1,0 +1,53 @@
+package retention
+
+import (
+	"time"
+
+	"github.com/strata-stream/strata/tiering"
+	"github.com/strata-stream/strata/tiering/objstore"
+)
+
+// References is what the cluster's metadata references in the bucket.
+type References struct {
+	// Topics maps each live topic to its incarnation's id.
+	Topics map[string]string
+	// Segments holds the object key of every manifest entry.
+	Segments map[string]bool
+	// WAL holds the object key of every committed WAL record.
+	WAL map[string]bool
+	// Pending holds the keys of garbage records not yet swept: they go
+	// once their own grace period has passed.
+	Pending map[string]bool
+}
+
+// Orphans returns the objects of listing that nothing references and that
+// are older than grace at now, in listing order. Keys tiering.ParseKey
+// does not know are never orphans.
+func Orphans(listing []objstore.ObjectInfo, refs References, now time.Time, grace time.Duration) []objstore.ObjectInfo {
+	var out []objstore.ObjectInfo
+	for _, o := range listing {
+		if !o.ModTime.Before(now.Add(-grace)) || refs.Pending[o.Key] {
+			continue
+		}
+		pk, ok := tiering.ParseKey(o.Key)
+		if !ok {
+			continue
+		}
+		var referenced bool
+		switch pk.Kind {
+		case tiering.KeySegment, tiering.KeyProducers:
+			referenced = refs.Segments[pk.Segment] && refs.Topics[pk.Topic] == pk.TopicID
+		case tiering.KeySnapshot:
+			id, live := refs.Topics[pk.Topic]
+			referenced = live && id == pk.TopicID
+		case tiering.KeyWAL:
+			referenced = refs.WAL[o.Key]
+		default:
+			referenced = true
+		}
+		if !referenced {
+			out = append(out, o)
+		}
+	}
+	return out
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Acknowledgement latency of one producer at a fixed rate, each run on a
+# fresh broker (embedded defaults plus any serve flags given), as
+# docs/benchmarks.md reports it:
+#
+#   scripts/bench-latency.sh RUNS RECORD_SIZE RATE [strata serve flags...]
+#
+# Each run produces 4 s worth of records (RATE x 4) with acks=leader, 64 KiB
+# batches and a 1 ms linger (BATCH_BYTES, LINGER override), then prints
+# the bench report; the last line is the median p99 over the runs. Needs
+# bin/strata (make build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
+# broker already answering there would be measured instead: refuse.
+PORT=${PORT:-19400}
+HTTP_PORT=$((PORT + 1))
+if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
+  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
+  exit 1
+fi
+RUNS=$1 SIZE=$2 RATE=$3
+shift 3
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+export STRATA_BROKER=127.0.0.1:$PORT
+: >"$work/p99"
+for i in $(seq "$RUNS"); do
+  rm -rf "$work/data"
+  ./bin/strata serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+  out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
+    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" 2>/dev/null)
+  echo "run $i: $(echo "$out" | tr '\n' ' ')"
+  echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/p99"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+done
+echo "MEDIAN p99 $SIZE B at $RATE records/s ($*): $(sort -g "$work/p99" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms"
