@@ -4,6 +4,9 @@
 #
 #   scripts/bench-vs-nats.sh [RUNS]
 #
+# SERVE_FLAGS are added to the broker's flags (e.g. "--sync-policy
+# interval", the durability NATS JetStream acknowledges with).
+#
 # Needs bin/strata (make build) and nats-server + nats in $NATS_BIN or on
 # PATH (go install github.com/nats-io/nats-server/v2@latest and
 # github.com/nats-io/natscli/nats@latest). For 1 KiB and 100 B records it
@@ -39,7 +42,7 @@ PATH=$NATS_BIN:$PATH
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 
-./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn &
+./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn ${SERVE_FLAGS:-} &
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>&1 &
 nats_pid=$!
 for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
