@@ -43,6 +43,16 @@ var (
 	// ErrDataLoss is returned when stored data fails its checksum: the
 	// broker refuses to serve it.
 	ErrDataLoss = errors.New("broker: stored data is corrupt")
+	// ErrNotCoordinator is returned by a broker that is not (or no longer)
+	// a group's coordinator: the client finds the coordinator again.
+	ErrNotCoordinator = errors.New("broker: not the group's coordinator")
+	// ErrUnknownMember is returned for a member that is not (or no
+	// longer) in its group: it left, its session expired, or it missed its
+	// rebalance timeout. Its commits are rejected (fenced).
+	ErrUnknownMember = errors.New("broker: unknown group member (fenced)")
+	// ErrNotOwner is returned for a commit of a partition the member does
+	// not own.
+	ErrNotOwner = errors.New("broker: partition not owned by the member")
 )
 
 // NotLeaderError carries the leader hint of ErrNotLeader.
@@ -92,6 +102,15 @@ var statusTable = []struct {
 	{segment.ErrFailed, codes.Unavailable},
 	{segment.ErrClosed, codes.Unavailable},
 	{ErrDataLoss, codes.DataLoss},
+	{ErrNotCoordinator, codes.Unavailable},
+	{ErrUnknownMember, codes.FailedPrecondition},
+	{ErrNotOwner, codes.FailedPrecondition},
+	{metadata.ErrInvalidGroupName, codes.InvalidArgument},
+	{metadata.ErrInvalidOffset, codes.InvalidArgument},
+	{metadata.ErrGroupNotFound, codes.NotFound},
+	{metadata.ErrGroupNotEmpty, codes.FailedPrecondition},
+	{metadata.ErrCoordinatorExists, codes.Unavailable},
+	{metadata.ErrCorruptGroupState, codes.DataLoss},
 	{segment.ErrCorrupt, codes.DataLoss},
 	{context.Canceled, codes.Canceled},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},

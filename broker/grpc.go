@@ -33,6 +33,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	stratav1.RegisterProduceServiceServer(g, produceService{s: s})
 	stratav1.RegisterConsumeServiceServer(g, consumeService{s: s})
 	stratav1.RegisterMetadataServiceServer(g, metadataService{s: s})
+	stratav1.RegisterGroupServiceServer(g, groupService{s: s})
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(g, h)

@@ -36,6 +36,8 @@ type Metrics struct {
 	compactionRemoved *prometheus.CounterVec
 	gcDeleted         *prometheus.CounterVec
 	gcOrphanBytes     prometheus.Counter
+
+	groups *groupMetrics
 }
 
 // NewMetrics registers the broker's metrics with reg.
@@ -124,11 +126,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.walObjects, m.walBytes, m.walPutLatency, m.walCommitLatency, m.walDeleted,
 		m.retentionSegments, m.retentionBytes, m.compactionRuns, m.compactionRead, m.compactionWritten, m.compactionRemoved,
 		m.gcDeleted, m.gcOrphanBytes)
+	m.groups = newGroupMetrics(reg)
 	return m
 }
 
 func (m *Metrics) bindServer(s *Server) {
-	m.reg.MustRegister(&offsetCollector{s: s})
+	m.reg.MustRegister(&offsetCollector{s: s}, &groupCollector{c: s.groups})
 }
 
 // offsetCollector reports each led partition's log offsets at scrape time.

@@ -93,7 +93,9 @@ type Config struct {
 	GCInterval            time.Duration
 	GCGrace               time.Duration
 	GCMaxDeletes          int
-	Logger                *slog.Logger
+	// Groups configures consumer group coordination.
+	Groups GroupConfig
+	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -226,6 +228,9 @@ type Server struct {
 	walFull    chan struct{}
 	walPending atomic.Int64
 	walSem     chan struct{}
+	// groups coordinates the consumer groups whose coordinator this
+	// broker is.
+	groups *coordinator
 }
 
 // New returns a broker on store. Run starts it.
@@ -246,6 +251,11 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	}
 	s.mu.topics = map[string]*topicEntry{}
 	s.mu.partitions = map[partKey]*partition{}
+	var gm *groupMetrics
+	if m != nil {
+		gm = m.groups
+	}
+	s.groups = newCoordinator(s, cfg.Groups, gm)
 	if m != nil {
 		m.bindServer(s)
 	}
@@ -408,6 +418,7 @@ func (s *Server) runSession(ctx context.Context) error {
 	g.Go(func() error { return s.retentionLoop(gctx) })
 	g.Go(func() error { return s.compactionLoop(gctx) })
 	g.Go(func() error { return s.gcLoop(gctx) })
+	g.Go(func() error { return s.groups.run(gctx, sess) })
 	err = g.Wait()
 	s.setReady(false)
 	s.mu.Lock()

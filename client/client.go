@@ -91,6 +91,13 @@ func (c *Client) Close() error {
 	return nil
 }
 
+// isClosed reports whether Close was called.
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.mu.closed
+}
+
 // conn returns the (lazily created) connection to addr.
 func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	c.mu.Lock()
@@ -119,6 +126,12 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 // anyBroker calls fn with a connection to each known broker in turn (seeds
 // first) until one answers without an Unavailable status.
 func (c *Client) anyBroker(ctx context.Context, fn func(*grpc.ClientConn) error) error {
+	return c.anyBrokerIf(ctx, retriable, fn)
+}
+
+// anyBrokerIf is anyBroker, trying the next broker after the errors retry
+// accepts.
+func (c *Client) anyBrokerIf(ctx context.Context, retry func(error) bool, fn func(*grpc.ClientConn) error) error {
 	c.mu.Lock()
 	addrs := append([]string(nil), c.cfg.Brokers...)
 	for _, a := range c.mu.brokers {
@@ -138,7 +151,7 @@ func (c *Client) anyBroker(ctx context.Context, fn func(*grpc.ClientConn) error)
 			continue
 		}
 		err = fn(cc)
-		if err == nil || !retriable(err) || ctx.Err() != nil {
+		if err == nil || !retry(err) || ctx.Err() != nil {
 			return err
 		}
 		last = err

@@ -25,7 +25,8 @@ var (
 	buildErr  error
 )
 
-// strataBinary builds ./cmd/strata once per test run and returns its path.
+// strataBinary builds ./cmd/strata once per test run (with the race
+// detector when the tests run with it) and returns its path.
 func strataBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,7 +38,11 @@ func strataBinary(t *testing.T) string {
 		binPath = filepath.Join(dir, "strata")
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Dir(filepath.Dir(file))
-		cmd := exec.Command("go", "build", "-race", "-o", binPath, "./cmd/strata")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, "./cmd/strata")...)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -1,5 +1,6 @@
 // Package metadata is Strata's shared state in etcd: the key schema, and
-// stores for topics, partition state and leadership, and brokers.
+// stores for topics, partition state and leadership, brokers, and
+// consumer groups.
 //
 // # Key schema
 //
@@ -28,8 +29,13 @@
 //	                                             "reason"}                              referencing the objects; deleted (fenced by the
 //	                                                                                    controller's election key) once the controller's
 //	                                                                                    sweep deleted them, the grace period after since_ms
-//	groups/<group>/...                          consumer group state                    (consumer groups)
-//	offsets/<group>/<topic>/<p>                 committed offset                        (consumer groups)
+//	groups/<group>/coordinator                  the coordinating broker's id            the coordinator's session lease
+//	groups/<group>/state                        {"group","epoch","assignor","members":  written by the coordinator (fenced by the coordinator
+//	                                             [{"id","generation","client_id",       key) until the group is deleted
+//	                                             "topics","session_timeout_ms",
+//	                                             "rebalance_timeout_ms","assigned"}],
+//	                                             "updated_ms"}
+//	offsets/<group>/<topic>/<p>                 {"offset","committed_ms"}               written by the coordinator (fenced) or a reset; until the group is deleted
 //	controller/<lease>                          the campaigning broker's id             its session lease; the oldest is the controller
 //	wal/<broker:010d>/<seq:020d>[.<part>]       {"key","broker_id","seq","entries":     from the WAL commit (fenced by every entry's leader key)
 //	                                             [{"topic","topic_id","partition",      until uploaded segments cover every entry (the
@@ -67,4 +73,22 @@
 // keeps working; garbage records live outside partitions/, so deleting a
 // topic does not lose them. At most MaxManifestChange entries change in
 // one transaction (etcd's 128 operations).
+//
+// # Consumer groups
+//
+// A group's coordinator is the broker whose session lease holds
+// groups/<group>/coordinator (AcquireGroupCoordinator: created when
+// absent, or taken over from the same lease with a new mod revision). The
+// coordinator writes the group's state and committed offsets with
+// CommitGroup, one transaction per up to 120 keys, each comparing the
+// coordinator key's mod revision with its GroupFence: a deposed
+// coordinator writes nothing (ErrFenced). The state lists every member
+// that may own partitions, so a new coordinator knows whom to wait for;
+// a member's "assigned" is informative (describe), not trusted.
+//
+// ResetGroupOffsets and DeleteGroup (any broker, for the CLI) require the
+// state to list no members (ErrGroupNotEmpty) and compare the state key's
+// mod revision in the same transaction: a coordinator admitting a member
+// writes the state first, so a reset either lands before the member
+// (which then reads the reset offsets) or fails.
 package metadata

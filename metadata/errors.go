@@ -24,4 +24,20 @@ var (
 	// was to remove is gone while the leadership still holds: the
 	// caller's view of the manifest is stale.
 	ErrManifestChanged = errors.New("metadata: manifest changed meanwhile")
+
+	// ErrInvalidGroupName is returned by ValidateGroupName.
+	ErrInvalidGroupName = errors.New("metadata: invalid group name")
+	// ErrGroupNotFound is returned for a group etcd holds nothing of.
+	ErrGroupNotFound = errors.New("metadata: group not found")
+	// ErrGroupNotEmpty is returned when resetting the offsets of, or
+	// deleting, a group that has members.
+	ErrGroupNotEmpty = errors.New("metadata: group has members")
+	// ErrCoordinatorExists is returned by AcquireGroupCoordinator while
+	// another broker's coordinator key is alive.
+	ErrCoordinatorExists = errors.New("metadata: group has a live coordinator")
+	// ErrCorruptGroupState is returned for a group state that does not
+	// decode or breaks its invariants.
+	ErrCorruptGroupState = errors.New("metadata: corrupt group state")
+	// ErrInvalidOffset is returned for a negative offset to commit.
+	ErrInvalidOffset = errors.New("metadata: invalid offset")
 )

@@ -470,5 +470,6 @@ func (s *Store) ListBrokers(ctx context.Context) ([]Broker, error) {
 func IsUnavailable(err error) bool {
 	return err != nil && !errors.Is(err, ErrTopicExists) && !errors.Is(err, ErrTopicNotFound) &&
 		!errors.Is(err, ErrPartitionNotFound) && !errors.Is(err, ErrInvalidTopicName) &&
-		!errors.Is(err, ErrLeaderExists) && !errors.Is(err, ErrFenced) && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrManifestChanged)
+		!errors.Is(err, ErrLeaderExists) && !errors.Is(err, ErrFenced) && !errors.Is(err, ErrConflict) && !errors.Is(err, ErrManifestChanged) &&
+		!isGroupError(err)
 }

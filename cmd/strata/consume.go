@@ -23,6 +23,10 @@ type consumeOptions struct {
 	max       int64
 	timeout   time.Duration
 	format    string
+	// With --group: the group consumer's settings (consume_group.go).
+	group          string
+	sessionTimeout time.Duration
+	assignor       string
 }
 
 func newConsumeCmd() *cobra.Command {
@@ -39,7 +43,13 @@ record, or until interrupted.
 
 --format chooses the line: %v value, %k key, %o offset, %p partition,
 %t timestamp (RFC 3339, ms), %T timestamp (ms since the epoch), %% a
-percent sign, \t a tab; or "json" for one JSON object per record.`,
+percent sign, \t a tab; or "json" for one JSON object per record.
+
+--group G consumes as a member of consumer group G: the group's members
+share the partitions, and each record's offset is committed after it was
+printed (at least once: a record printed just before a crash may be printed
+again by the member that takes the partition over). --from then applies only
+to partitions without a committed offset: earliest, latest or none (fail).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runConsume(cmd, o, args[0])
@@ -52,6 +62,9 @@ percent sign, \t a tab; or "json" for one JSON object per record.`,
 	f.Int64Var(&o.max, "max", 0, "stop after N records (0: no limit)")
 	f.DurationVar(&o.timeout, "timeout", 0, "stop after this long without a new record (0: wait forever)")
 	f.StringVar(&o.format, "format", "%v", `line format (%v %k %o %p %t %T) or "json"`)
+	f.StringVar(&o.group, "group", "", "consume as a member of this consumer group (commits after printing)")
+	f.DurationVar(&o.sessionTimeout, "session-timeout", 0, "with --group: the member's session timeout (0: the broker's default, 10s)")
+	f.StringVar(&o.assignor, "assignor", "", "with --group: range, roundrobin or cooperative-sticky (default: the group's)")
 	return cmd
 }
 
@@ -123,6 +136,9 @@ func formatRecord(dst []byte, format string, r client.ConsumedRecord) []byte {
 }
 
 func runConsume(cmd *cobra.Command, o *consumeOptions, topic string) error {
+	if o.group != "" {
+		return runGroupConsume(cmd, o, topic)
+	}
 	start, err := parseFrom(o.from)
 	if err != nil {
 		return err

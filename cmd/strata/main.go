@@ -35,7 +35,7 @@ func newRootCmd() *cobra.Command {
 		},
 	}
 	root.PersistentFlags().String("config", "", "YAML file of flag values (keys are flag names; env STRATA_CONFIG)")
-	root.AddCommand(newServeCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newBenchCmd(), newTierCmd(), newClusterCmd())
+	root.AddCommand(newServeCmd(), newTopicCmd(), newProduceCmd(), newConsumeCmd(), newBenchCmd(), newTierCmd(), newClusterCmd(), newGroupCmd())
 	return root
 }
 

@@ -46,6 +46,7 @@ type serveOptions struct {
 	wal           string
 	walInterval   time.Duration
 	walBytes      string
+	groups        broker.GroupConfig
 	workers       workerOptions
 }
 
@@ -96,6 +97,8 @@ synced before exit.`,
 	f.StringVar(&o.wal, "wal", "auto", "object-store WAL for acks=all: on, off, or auto (on with an s3:// object store). With it acks=all waits until the records are in a WAL object in the bucket and committed in etcd, and consumers read up to that committed end")
 	f.DurationVar(&o.walInterval, "wal-flush-interval", 10*time.Millisecond, "how long the WAL gathers appends of all partitions into one object (one PUT per interval)")
 	f.StringVar(&o.walBytes, "wal-flush-bytes", "4MiB", "a WAL object is flushed sooner once this many bytes wait")
+	f.DurationVar(&o.groups.SessionTimeout, "group-session-timeout", 10*time.Second, "session timeout of consumer group members that do not ask for one: a member without a heartbeat for this long is removed and its partitions reassigned")
+	f.DurationVar(&o.groups.CommitInterval, "group-commit-interval", 100*time.Millisecond, "least time between two etcd writes of a consumer group: commits arriving meanwhile are coalesced (at most 1/interval writes per group per second)")
 	f.DurationVar(&o.workers.retentionInterval, "retention-check-interval", time.Minute, "how often the leader of a partition applies retention.ms and retention.bytes")
 	f.DurationVar(&o.workers.compactionInterval, "compaction-interval", 30*time.Second, "how often the leader of a partition checks whether it is due for compaction (or small-segment merging)")
 	f.StringVar(&o.workers.compactionRate, "compaction-bytes-per-sec", "32MiB", "bound of the bytes compaction reads per second on this broker, e.g. 16MiB (0: unlimited)")
@@ -182,6 +185,9 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	if o.walInterval <= 0 {
 		return fmt.Errorf("--wal-flush-interval %s: must be positive", o.walInterval)
+	}
+	if o.groups.SessionTimeout < time.Second || o.groups.CommitInterval <= 0 {
+		return fmt.Errorf("--group-session-timeout %s, --group-commit-interval %s: want at least 1s and a positive interval", o.groups.SessionTimeout, o.groups.CommitInterval)
 	}
 
 	compactionRate, err := parseBytes(o.workers.compactionRate)
@@ -271,6 +277,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		GCInterval:            o.workers.gcInterval,
 		GCGrace:               o.workers.gcGrace,
 		GCMaxDeletes:          o.workers.gcMaxDeletes,
+		Groups:                o.groups,
 		Logger:                logger,
 	}, store, broker.NewMetrics(reg))
 	// The health service follows the broker's readiness.
