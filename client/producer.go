@@ -189,6 +189,13 @@ type Producer struct {
 		// unacked are an idempotent producer's numbered, unresolved
 		// batches per partition, in sequence order.
 		unacked map[topicPartition][]*batch
+		// closedQ are the batches closed and not yet handed to a sink, per
+		// partition, in the order they closed; dispatching marks a
+		// partition whose queue a goroutine is handing over
+		// (dispatchClosed), so that batches closed by different goroutines
+		// (Produce, a linger timer, Flush) reach the sink in close order.
+		closedQ     map[topicPartition][]*batch
+		dispatching map[topicPartition]bool
 		closed  bool
 		drained chan struct{} // closed and replaced when outstanding hits 0
 	}
@@ -206,6 +213,8 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p.mu.retries = map[topicPartition]*retryQueue{}
 	p.mu.unacked = map[topicPartition][]*batch{}
 	p.mu.pids = map[topicPartition]int64{}
+	p.mu.closedQ = map[topicPartition][]*batch{}
+	p.mu.dispatching = map[topicPartition]bool{}
 	p.producerID = -1
 	if cfg.Idempotent {
 		p.producerID = newProducerID()
@@ -269,11 +278,11 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 		full = append(full, p.closeBatchLocked(b))
 	}
 	p.mu.Unlock()
-	for _, fb := range full {
+	if len(full) > 0 {
 		if !p.cfg.ManualPartitions {
-			p.cfg.Partitioner.BatchFull(fb.tp.topic, n)
+			p.cfg.Partitioner.BatchFull(tp.topic, n)
 		}
-		p.dispatch(fb, false)
+		p.dispatchClosed(tp)
 	}
 	return nil
 }
@@ -337,7 +346,7 @@ func (p *Producer) lingerDone(b *batch) {
 	}
 	p.closeBatchLocked(b)
 	p.mu.Unlock()
-	p.dispatch(b, false)
+	p.dispatchClosed(b.tp)
 }
 
 // closeBatchLocked removes b from the open batches; with an idempotent
@@ -360,7 +369,31 @@ func (p *Producer) closeBatchLocked(b *batch) *batch {
 		p.mu.seqs[b.tp] = b.baseSeq + int32(len(b.records))
 		p.mu.unacked[b.tp] = append(p.mu.unacked[b.tp], b)
 	}
+	p.mu.closedQ[b.tp] = append(p.mu.closedQ[b.tp], b)
 	return b
+}
+
+// dispatchClosed hands tp's closed batches to their sinks, oldest first.
+// Whoever closes a batch calls it after unlocking p.mu; when another
+// goroutine is already handing tp's queue over, it returns at once and
+// that goroutine takes the new batch too, after the older ones.
+func (p *Producer) dispatchClosed(tp topicPartition) {
+	p.mu.Lock()
+	if p.mu.dispatching[tp] {
+		p.mu.Unlock()
+		return
+	}
+	p.mu.dispatching[tp] = true
+	for len(p.mu.closedQ[tp]) > 0 {
+		b := p.mu.closedQ[tp][0]
+		p.mu.closedQ[tp] = p.mu.closedQ[tp][1:]
+		p.mu.Unlock()
+		p.dispatch(b, false)
+		p.mu.Lock()
+	}
+	delete(p.mu.closedQ, tp)
+	delete(p.mu.dispatching, tp)
+	p.mu.Unlock()
 }
 
 // encode builds b's RecordBatch when it is first sent, and again after its
@@ -395,13 +428,14 @@ func (p *Producer) appendBatch(b *batch, opts segment.BatchOptions) []byte {
 // flushOpen sends every open batch now.
 func (p *Producer) flushOpen() {
 	p.mu.Lock()
-	var bs []*batch
-	for _, b := range p.mu.open {
-		bs = append(bs, p.closeBatchLocked(b))
+	var tps []topicPartition
+	for tp, b := range p.mu.open {
+		p.closeBatchLocked(b)
+		tps = append(tps, tp)
 	}
 	p.mu.Unlock()
-	for _, b := range bs {
-		p.dispatch(b, false)
+	for _, tp := range tps {
+		p.dispatchClosed(tp)
 	}
 }
 

@@ -2,7 +2,9 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/strata-stream/strata/client"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
+	"github.com/strata-stream/strata/segment"
 )
 
 // Regression: the in-flight window is full when the stream breaks: sendOne stays
@@ -93,4 +96,75 @@ func TestProduceFromPromise(t *testing.T) {
 		t.Errorf("Produce from a promise blocked until its ctx ended although every record was acknowledged")
 	}
 	p.Close()
+}
+
+// Regression: a batch closed by its linger timer and the next one closed
+// by Produce (full) were handed to the sink by two goroutines, in
+// whichever order they got there, so one producer's records to one
+// partition could be written out of order without any retry.
+func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	f := &fakeBroker{}
+	f.streamFn = func(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
+		var off int64
+		for {
+			req, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
+			for _, p := range req.GetPartitions() {
+				first := off
+				err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
+					return segment.BatchRecords(b, func(r segment.Record) error {
+						mu.Lock()
+						got = append(got, string(r.Value))
+						mu.Unlock()
+						off++
+						return nil
+					})
+				})
+				if err != nil {
+					return err
+				}
+				resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: off - 1})
+			}
+			if err := s.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+	addr := startFake(t, f)
+	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
+	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
+	defer c.Close()
+	// Batches of about 3 records and a 20 µs linger: timers close batches
+	// all the time while Produce closes full ones.
+	p := c.NewProducer(client.ProducerConfig{Linger: 20 * time.Microsecond, BatchBytes: 100, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const n = 20000
+	for i := range n {
+		if i%7 == 0 {
+			time.Sleep(time.Microsecond) // let linger timers fire between records
+		}
+		if err := p.Produce(ctx, &client.Record{Topic: "t", Value: []byte(fmt.Sprintf("%06d", i))}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != n {
+		t.Fatalf("broker got %d records, want %d", len(got), n)
+	}
+	for i, v := range got {
+		if want := fmt.Sprintf("%06d", i); v != want {
+			t.Fatalf("record %d written is %s: records reordered", i, v)
+		}
+	}
 }
