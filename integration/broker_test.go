@@ -693,7 +693,10 @@ func TestKillDuringIdempotentProduce(t *testing.T) {
 		for _, r := range consumeAll(t, newClient(t, b), "idem", part) {
 			v := string(r.Value)
 			seen[v]++
-			if a, ok := acked[v]; ok && (a.part != part || a.offset != r.Offset) {
+			// Offset -1: a retry of a batch written before the leader's
+			// memory of the producer (its last 5 batches) begins,
+			// acknowledged as written at an offset unknown.
+			if a, ok := acked[v]; ok && (a.part != part || a.offset != r.Offset && a.offset != -1) {
 				t.Fatalf("%s acknowledged at %d/%d, found at %d/%d", v, a.part, a.offset, part, r.Offset)
 			}
 		}
@@ -708,5 +711,11 @@ func TestKillDuringIdempotentProduce(t *testing.T) {
 			t.Fatalf("acknowledged %s is missing", v)
 		}
 	}
-	t.Logf("%d records acknowledged, each exactly once, across a SIGKILL and restart", len(acked))
+	unknown := 0
+	for _, a := range acked {
+		if a.offset == -1 {
+			unknown++
+		}
+	}
+	t.Logf("%d records acknowledged (%d at an offset unknown), each exactly once, across a SIGKILL and restart", len(acked), unknown)
 }
