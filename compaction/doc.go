@@ -19,8 +19,9 @@
 //     it, so every output object is in the sealed-object format, with
 //     contiguous batches; an output's entry starts at its first input's
 //     base, before its first batch if the records there went, so the
-//     manifest keeps no gap. The manifest's last batch is always kept, so
-//     the uploaded end never moves back.
+//     manifest keeps no gap. The manifest's last record is always kept
+//     (even an expired tombstone, until more data comes), so its last
+//     batch stays and the uploaded end never moves back.
 //  3. Consecutive inputs are grouped into outputs of up to segment.bytes
 //     (small segments merge); each group's output is PUT as a new object
 //     (a key with a nonce: tiering.CompactedObjectKey) and then swapped in
