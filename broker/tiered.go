@@ -54,6 +54,31 @@ func (p *partition) cleanedEnd() int64 {
 	return p.remote.compaction.CleanedEnd
 }
 
+// reloadManifest reads p's manifest and compaction status from etcd
+// again: a worker's change was refused as its view was stale
+// (metadata.ErrManifestChanged; a commit that reported an error but
+// landed leaves it so). Under tierMu, so that no upload appends to the
+// view meanwhile.
+func (s *Server) reloadManifest(ctx context.Context, p *partition) error {
+	p.tierMu.Lock()
+	defer p.tierMu.Unlock()
+	es, err := s.store.ListSegments(ctx, p.topic, p.id)
+	if err != nil {
+		return err
+	}
+	cs, _, err := s.store.GetCompactionStatus(ctx, p.topic, p.id)
+	if err != nil {
+		return err
+	}
+	p.rmu.Lock()
+	p.remote.entries = es
+	p.remote.compaction = cs
+	p.remote.snapshotDirty = true
+	p.rmu.Unlock()
+	s.logger.Warn("read the manifest again: a background worker's view of it was stale", "topic", p.topic, "partition", p.id, "entries", len(es))
+	return nil
+}
+
 // remoteEntry returns the manifest entry holding offset, if any.
 func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
 	p.rmu.RLock()

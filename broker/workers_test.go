@@ -14,6 +14,7 @@ import (
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
 )
 
@@ -249,5 +250,98 @@ func TestEverythingExpired(t *testing.T) {
 	waitFor(t, "the partition reopened", func() bool { _, err := b.srv.partition("gone", 0); return err == nil })
 	if r := b.produceOK(t, "gone", 0, keyedBatch(0, 1, "new", time.Now().UnixMilli())); r.GetBaseOffset() != 20 {
 		t.Fatalf("first record after the disk loss at offset %d, want 20 (after the log start)", r.GetBaseOffset())
+	}
+}
+
+// TestRetentionAfterAnUnseenSwap: a compaction swap whose commit
+// reported an error but landed in etcd leaves the leader's view of the
+// manifest stale. Retention working from that view must not remove the
+// entry that replaced the one it expires (with the later offsets it
+// holds, and an object no garbage record names): the change is refused,
+// and the leader reads the manifest again.
+func TestRetentionAfterAnUnseenSwap(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour
+		c.RetentionInterval = time.Hour
+	})
+	b.createTopic(t, "s", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "retention.ms": "-1"})
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 8 {
+		b.produceOK(t, "s", 0, keyedBatch(i*10, 10, "old", old))
+	}
+	for i := range 30 {
+		b.produceOK(t, "s", 0, keyedBatch(i*10, 10, "new", time.Now().UnixMilli()))
+	}
+	part, err := b.srv.partition("s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 200 })
+	ctx := context.Background()
+	es, err := b.srv.store.ListSegments(ctx, "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) < 3 || es[0].MaxTimestamp != old || es[1].MaxTimestamp == old {
+		t.Fatalf("want a first segment of old records only, then newer ones: %+v", es)
+	}
+	// The swap that landed unseen: es[0] and es[1] merged into one object.
+	var batches []byte
+	for _, e := range es[:2] {
+		obj, err := mem.Get(ctx, e.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, bs, err := segment.DecodeObject(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, bs...)
+	}
+	obj, merged, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: "s", TopicID: part.topicID, Epoch: part.epoch, Batches: batches})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged.Key = tiering.CompactedObjectKey("s", part.topicID, 0, merged.BaseOffset, merged.LastOffset, part.epoch, 1)
+	if err := mem.Put(ctx, merged.Key, obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.store.ChangeManifest(ctx, part.lead, metadata.ManifestChange{Remove: es[:2], Add: []metadata.SegmentEntry{merged},
+		Garbage: []string{es[0].Key, es[1].Key}, Reason: "compaction"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := b.srv.store.ListSegments(ctx, "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Retention from the stale view expires es[0] only.
+	cfg := *part.config.Load()
+	cfg.RetentionMs = time.Hour.Milliseconds()
+	part.config.Store(&cfg)
+	if err := b.srv.applyRetention(ctx, part); !errors.Is(err, metadata.ErrManifestChanged) {
+		t.Fatalf("retention from a stale view: %v, want ErrManifestChanged", err)
+	}
+	if got, err := b.srv.store.ListSegments(ctx, "s", 0); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("retention from a stale view changed the manifest:\n got %v\nwant %v (%v)", got, want, err)
+	}
+	if st, _ := b.srv.store.GetPartitionState(ctx, "s", 0); st.LogStartOffset != 0 {
+		t.Fatalf("retention from a stale view moved the log start: %+v", st)
+	}
+	// The leader's view is the manifest again: the next pass expires
+	// nothing (the merged object holds recent records).
+	part.rmu.RLock()
+	view := append([]metadata.SegmentEntry(nil), part.remote.entries...)
+	part.rmu.RUnlock()
+	if fmt.Sprint(view) != fmt.Sprint(want) {
+		t.Fatalf("the leader's view after a refused change:\n got %v\nwant %v", view, want)
+	}
+	if err := b.srv.applyRetention(ctx, part); err != nil {
+		t.Fatal(err)
+	}
+	if got := values(t, b.consumeRange(t, "s", 0, es[1].BaseOffset, es[1].LastOffset+1), es[1].BaseOffset); int64(len(got)) != es[1].LastOffset+1-es[1].BaseOffset {
+		t.Fatalf("offsets [%d, %d] read as %d records", es[1].BaseOffset, es[1].LastOffset, len(got))
 	}
 }
