@@ -279,7 +279,11 @@ func TestRetentionAfterAnUnseenSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 200 })
+	waitFor(t, "every sealed segment uploaded", func() bool {
+		segs := part.log.Segments()
+		last := segs[len(segs)-1]
+		return last.Active && part.remoteEnd() == last.BaseOffset
+	})
 	ctx := context.Background()
 	es, err := b.srv.store.ListSegments(ctx, "s", 0)
 	if err != nil {
