@@ -44,7 +44,7 @@ func (s *Server) compactPartition(ctx context.Context, p *partition) error {
 	p.rmu.RUnlock()
 	now := s.cfg.Now()
 	if cfg.Compacted() {
-		if !compaction.Due(entries, st, now, cfg.MinCleanableRatio, time.Duration(cfg.DeleteRetentionMs)*time.Millisecond) {
+		if !compaction.Due(entries, st, now, cfg.MinCleanableRatio, cfg.DeleteRetention()) {
 			return nil
 		}
 	} else if len(compaction.MergePlan(entries, cfg.SegmentBytes, compactionMaxInputs)) == 0 {
@@ -54,7 +54,7 @@ func (s *Server) compactPartition(ctx context.Context, p *partition) error {
 		Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch,
 		Compact:         cfg.Compacted(),
 		SegmentBytes:    cfg.SegmentBytes,
-		DeleteRetention: time.Duration(cfg.DeleteRetentionMs) * time.Millisecond,
+		DeleteRetention: cfg.DeleteRetention(),
 		MaxInputs:       compactionMaxInputs,
 		Grace:           s.cfg.GCGrace,
 		Limiter:         s.limiter,

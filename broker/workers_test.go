@@ -349,3 +349,53 @@ func TestRetentionAfterAnUnseenSwap(t *testing.T) {
 		t.Fatalf("offsets [%d, %d] read as %d records", es[1].BaseOffset, es[1].LastOffset, len(got))
 	}
 }
+
+// TestTombstonesKeptForever: delete.retention.ms at its largest value
+// (Long.MAX_VALUE in Kafka: keep tombstones forever) keeps them; it must
+// not overflow into a negative duration that drops them at once.
+func TestTombstonesKeptForever(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour // run by hand
+	})
+	b.createTopic(t, "kv", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact",
+		"delete.retention.ms": "9223372036854775807"})
+	now := time.Now().UnixMilli()
+	for k := 0; k < 50; k += 10 {
+		b.produceOK(t, "kv", 0, keyedBatch(k, 10, "v", now))
+	}
+	tombstones := make([]segment.Record, 10)
+	for i := range tombstones {
+		tombstones[i] = segment.Record{Timestamp: now, Key: fmt.Appendf(nil, "key-%04d", i)}
+	}
+	b.produceOK(t, "kv", 0, segment.AppendBatch(nil, segment.NoProducer, tombstones))
+	for i := range 20 { // fillers: the tombstones are in a sealed segment, not in the log's last batch
+		b.produceOK(t, "kv", 0, keyedBatch(1000+i*10, 10, "fill", now))
+	}
+	part, err := b.srv.partition("kv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 100 })
+	if err := b.srv.compactPartition(rpcCtx(t), part); err != nil {
+		t.Fatal(err)
+	}
+	if cs := part.compactionStatus(); cs.GetLastRunMs() == 0 || cs.GetLastRunTombstonesRemoved() != 0 {
+		t.Fatalf("compaction status %+v", cs)
+	}
+	_, end := part.offsets()
+	deleted := 0
+	err = segment.ForEachBatch(b.consumeRange(t, "kv", 0, 0, end), func(_ segment.BatchHeader, raw []byte) error {
+		return segment.BatchRecords(raw, func(r segment.Record) error {
+			if r.Value == nil {
+				deleted++
+			}
+			return nil
+		})
+	})
+	if err != nil || deleted != 10 {
+		t.Fatalf("%d tombstones after compaction, want the 10 (%v)", deleted, err)
+	}
+}
