@@ -172,8 +172,8 @@ func (c TopicConfig) Map() map[string]string {
 	return m
 }
 
-// SegmentAge is segment.ms as a duration.
-func (c TopicConfig) SegmentAge() time.Duration { return time.Duration(c.SegmentMs) * time.Millisecond }
+// SegmentAge is segment.ms as a duration (saturated, as DeleteRetention).
+func (c TopicConfig) SegmentAge() time.Duration { return msDuration(c.SegmentMs) }
 
 // DeleteRetention is delete.retention.ms as a duration, saturated: Kafka's
 // idiom for "forever" (Long.MAX_VALUE) must not overflow into a negative
