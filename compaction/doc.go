@@ -6,9 +6,10 @@
 // A compaction run (Run with Config.Compact) works as Kafka's log cleaner
 // does, on sealed objects:
 //
-//  1. It maps the dirty entries of the manifest (those from the status's
-//     CleanedEnd on, as many as Config.MaxMapBytes of keys allow) to the
-//     offset of each key's latest record.
+//  1. It maps the dirty entries of the manifest (those holding offsets
+//     from the status's CleanedEnd on, one merged across it included, as
+//     many as Config.MaxMapBytes of keys allow) to the offset of each
+//     key's latest record.
 //  2. It rewrites the manifest from its first entry through the last
 //     mapped one, in order: a record is kept when it is the latest of its
 //     key (or its key is not mapped: the clean part already holds one

@@ -183,7 +183,7 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 	}
 	d0 := len(entries)
 	for i, e := range entries {
-		if e.BaseOffset >= st.CleanedEnd {
+		if Dirty(e, st.CleanedEnd) {
 			d0 = i
 			break
 		}

@@ -578,3 +578,62 @@ func TestCompactLastBatchNoResurrection(t *testing.T) {
 		t.Fatalf("live keys after the second run: %v", live)
 	}
 }
+
+// TestCompactAfterMergeAcrossCleanedEnd: a topic compacted, then switched
+// to cleanup.policy=delete (whose runs merge small segments, here the
+// clean one with the dirty ones after it), then back to compact. The
+// merged entry starts below the cleaned end but holds dirty records: it
+// must be mapped as dirty, or a value and its later tombstone in it are
+// taken for clean ones and the value comes back once the tombstone goes.
+func TestCompactAfterMergeAcrossCleanedEnd(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMem()
+	now := time.UnixMilli(1_800_000_000_000)
+	ts := now.UnixMilli()
+	pad := func(k string) rec {
+		return rec{key: []byte(k), value: bytes.Repeat([]byte("p"), 40), ts: ts}
+	}
+	var recs []rec
+	add := func(rs ...rec) []metadata.SegmentEntry {
+		es := uploadLogAt(t, store, int64(len(recs)), rs, 4, 1)
+		recs = append(recs, rs...)
+		return es
+	}
+	entries := add(pad("a"), pad("b"), pad("c"), pad("d"))
+	m := newManifest(entries)
+	if _, err := Run(ctx, cfgFor(now), m.list(), metadata.CompactionStatus{}, store, m); err != nil {
+		t.Fatal(err)
+	}
+	if m.status.CleanedEnd != 4 {
+		t.Fatalf("status after the first run: %+v", m.status)
+	}
+	// Dirty: gone=1, then its tombstone, then fillers.
+	for _, es := range [][]metadata.SegmentEntry{
+		add(rec{key: []byte("gone"), value: bytes.Repeat([]byte("v"), 40), ts: ts}, pad("e"), pad("f"), pad("g")),
+		add(rec{key: []byte("gone"), ts: ts}, pad("h"), pad("i"), pad("j")),
+		add(pad("k"), pad("l"), pad("m"), pad("n")),
+		add(pad("o"), pad("p"), pad("q"), pad("r")),
+	} {
+		for _, e := range es {
+			m.entries[e.BaseOffset] = e
+		}
+	}
+	merge := cfgFor(now)
+	merge.Compact = false
+	if res, err := Run(ctx, merge, m.list(), m.status, store, m); err != nil || len(m.list()) != 1 {
+		t.Fatalf("merge: %+v %v; manifest %v", res, err, m.list())
+	}
+	// Back to compact, after delete.retention.ms, with more data.
+	for _, e := range add(pad("s"), pad("t"), pad("u"), pad("v")) {
+		m.entries[e.BaseOffset] = e
+	}
+	later := now.Add(2 * time.Hour)
+	if _, err := Run(ctx, cfgFor(later), m.list(), m.status, store, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range readLog(t, store, m.list()) {
+		if string(c.key) == "gone" {
+			t.Fatalf("deleted key %q is back at offset %d: %q", c.key, c.offset, c.value)
+		}
+	}
+}
