@@ -22,15 +22,7 @@ func (s *Server) compactionLoop(ctx context.Context) error {
 	if s.cfg.Objects == nil {
 		return nil
 	}
-	return s.loop(ctx, s.cfg.CompactionInterval, func(ctx context.Context) error {
-		var errs []error
-		for _, p := range s.allPartitions() {
-			if err := s.compactPartition(ctx, p); err != nil && ctx.Err() == nil {
-				errs = append(errs, fmt.Errorf("compaction of %s/%d: %w", p.topic, p.id, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
+	return s.partitionLoop(ctx, s.cfg.CompactionInterval, "compaction", s.compactPartition)
 }
 
 // compactPartition runs compaction (or merging) on p when it is due.

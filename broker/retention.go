@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/strata-stream/strata/metadata"
@@ -24,15 +23,7 @@ import (
 
 // retentionLoop applies retention every RetentionInterval.
 func (s *Server) retentionLoop(ctx context.Context) error {
-	return s.loop(ctx, s.cfg.RetentionInterval, func(ctx context.Context) error {
-		var errs []error
-		for _, p := range s.allPartitions() {
-			if err := s.applyRetention(ctx, p); err != nil && ctx.Err() == nil {
-				errs = append(errs, fmt.Errorf("retention of %s/%d: %w", p.topic, p.id, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
+	return s.partitionLoop(ctx, s.cfg.RetentionInterval, "retention", s.applyRetention)
 }
 
 // maxExpiredPerRun bounds the entries one retention pass removes (one
