@@ -32,18 +32,22 @@ type remoteState struct {
 
 // offsets returns the partition's first offset (remote or local, not
 // below the log start retention left) and its readable end (the high
-// watermark, with the WAL).
+// watermark, with the WAL). With uploaded segments the log start holds
+// even when the manifest starts after it: compaction may have emptied the
+// first entries (a group of inputs whose every record was superseded),
+// and it never moves the log start; reads there go on at the next record.
 func (p *partition) offsets() (start, end int64) {
 	start, end = p.log.Offsets()
 	if p.wal != nil {
 		end = min(end, p.wal.committed.Load())
 	}
+	ls := p.logStart.Load()
 	p.rmu.RLock()
 	if len(p.remote.entries) > 0 {
-		start = min(start, p.remote.entries[0].BaseOffset)
+		start = min(start, p.remote.entries[0].BaseOffset, ls)
 	}
 	p.rmu.RUnlock()
-	return min(max(start, p.logStart.Load()), end), end
+	return min(max(start, ls), end), end
 }
 
 // cleanedEnd is the offset below which reads come from the compacted

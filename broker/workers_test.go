@@ -399,3 +399,71 @@ func TestTombstonesKeptForever(t *testing.T) {
 		t.Fatalf("%d tombstones after compaction, want the 10 (%v)", deleted, err)
 	}
 }
+
+// TestCompactionKeepsTheLogStart: compaction never moves the log start,
+// even when a whole group of inputs at the start of the log comes out
+// empty (their every record superseded): a consumer whose position lies
+// in those offsets reads on from the next record, as after any offsets
+// compaction emptied, instead of getting OUT_OF_RANGE.
+func TestCompactionKeepsTheLogStart(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour // run by hand
+	})
+	b.createTopic(t, "kv", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact"})
+	now := time.Now().UnixMilli()
+	// The same 25 keys again and again: two batches a segment, more than
+	// compactionMaxInputs segments of superseded records.
+	batches := 2*compactionMaxInputs + 10
+	for i := range batches {
+		b.produceOK(t, "kv", 0, keyedBatch(0, 25, fmt.Sprint("r", i), now))
+	}
+	for i := range 10 { // fillers after them
+		b.produceOK(t, "kv", 0, keyedBatch(1000+i*25, 25, "fill", now))
+	}
+	part, err := b.srv.partition("kv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := int64(25 * (batches - 1)) // the first offset of the keys' last batch
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > live+25 })
+	if err := b.srv.compactPartition(rpcCtx(t), part); err != nil {
+		t.Fatal(err)
+	}
+	if cs := part.compactionStatus(); cs.GetLastRunObjectsIn() <= int64(compactionMaxInputs) {
+		t.Fatalf("the run rewrote %d objects; want more than a group of %d", cs.GetLastRunObjectsIn(), compactionMaxInputs)
+	}
+	// (Reads below the compacted end come from the bucket; the local
+	// copies go too.)
+	waitFor(t, "local copies evicted", func() bool {
+		start, _ := part.log.Offsets()
+		return start >= live
+	})
+	if got := b.listOffset(t, "kv", 0, earliest()).GetOffset(); got != 0 {
+		t.Fatalf("earliest offset %d after compaction, want 0: compaction moved the log start", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	stream, err := b.consume.Consume(ctx, &stratav1.ConsumeRequest{Topic: "kv", Partition: 0, Start: exact(100), MaxWaitMs: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("consume from 100, emptied by compaction: %v", err)
+	}
+	first := int64(-1)
+	err = segment.ForEachBatch(resp.GetRecords(), func(_ segment.BatchHeader, raw []byte) error {
+		return segment.BatchRecords(raw, func(r segment.Record) error {
+			if first < 0 {
+				first = r.Offset
+			}
+			return nil
+		})
+	})
+	if err != nil || first != live {
+		t.Fatalf("consume from 100: first record at %d (%v), want the first live one at %d", first, err, live)
+	}
+}
