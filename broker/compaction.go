@@ -22,15 +22,7 @@ func (s *Server) compactionLoop(ctx context.Context) error {
 	if s.cfg.Objects == nil {
 		return nil
 	}
-	return s.loop(ctx, s.cfg.CompactionInterval, func(ctx context.Context) error {
-		var errs []error
-		for _, p := range s.allPartitions() {
-			if err := s.compactPartition(ctx, p); err != nil && ctx.Err() == nil {
-				errs = append(errs, fmt.Errorf("compaction of %s/%d: %w", p.topic, p.id, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
+	return s.partitionLoop(ctx, s.cfg.CompactionInterval, "compaction", s.compactPartition)
 }
 
 // compactPartition runs compaction (or merging) on p when it is due.
@@ -44,7 +36,7 @@ func (s *Server) compactPartition(ctx context.Context, p *partition) error {
 	p.rmu.RUnlock()
 	now := s.cfg.Now()
 	if cfg.Compacted() {
-		if !compaction.Due(entries, st, now, cfg.MinCleanableRatio, time.Duration(cfg.DeleteRetentionMs)*time.Millisecond) {
+		if !compaction.Due(entries, st, now, cfg.MinCleanableRatio, cfg.DeleteRetention()) {
 			return nil
 		}
 	} else if len(compaction.MergePlan(entries, cfg.SegmentBytes, compactionMaxInputs)) == 0 {
@@ -54,7 +46,7 @@ func (s *Server) compactPartition(ctx context.Context, p *partition) error {
 		Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch,
 		Compact:         cfg.Compacted(),
 		SegmentBytes:    cfg.SegmentBytes,
-		DeleteRetention: time.Duration(cfg.DeleteRetentionMs) * time.Millisecond,
+		DeleteRetention: cfg.DeleteRetention(),
 		MaxInputs:       compactionMaxInputs,
 		Grace:           s.cfg.GCGrace,
 		Limiter:         s.limiter,
@@ -112,6 +104,9 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 		}
 		err = s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: sw.Inputs, Add: add, Garbage: sw.Garbage, Reason: "compaction", Compaction: sw.Status})
 	}
+	if errors.Is(err, metadata.ErrManifestChanged) {
+		return errors.Join(err, s.reloadManifest(ctx, p)) // the next run works from the manifest as it is
+	}
 	if err != nil {
 		if errors.Is(err, metadata.ErrFenced) {
 			s.logger.Error("fenced: no longer the leader; compaction stopped", "topic", p.topic, "partition", p.id, "epoch", p.epoch)
@@ -119,6 +114,18 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 		}
 		return err
 	}
+	if !c.apply(sw) {
+		// Cannot happen (uploads only append, retention waits for workMu,
+		// and etcd refused a change from a stale view).
+		return errors.Join(fmt.Errorf("broker: compaction swap of %s/%d: its inputs are not in the manifest in memory", p.topic, p.id), s.reloadManifest(ctx, p))
+	}
+	return nil
+}
+
+// apply makes a committed swap what the partition's readers see; it
+// reports false when the swap's inputs are not in the view.
+func (c committer) apply(sw compaction.Swap) bool {
+	p := c.p
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	if len(sw.Inputs) > 0 {
@@ -129,9 +136,7 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 		}
 		j := i + len(sw.Inputs)
 		if j > len(es) || es[j-1].Key != sw.Inputs[len(sw.Inputs)-1].Key {
-			// Cannot happen (uploads only append, retention waits for
-			// workMu); reading the manifest again would repair it.
-			return fmt.Errorf("broker: compaction swap of %s/%d: its inputs are not in the manifest in memory", p.topic, p.id)
+			return false
 		}
 		out := append([]metadata.SegmentEntry(nil), es[:i]...)
 		if sw.Output != nil {
@@ -143,7 +148,7 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 	if sw.Status != nil {
 		p.remote.compaction = *sw.Status
 	}
-	return nil
+	return true
 }
 
 // compactionStatus is p's compaction status for a description, with the

@@ -141,7 +141,7 @@ var (
 	logEndDesc     = prometheus.NewDesc("strata_log_end_offset", "Offset after the last readable record, per partition led here.", []string{"topic", "partition"}, nil)
 	lagBytesDesc   = prometheus.NewDesc("strata_tier_upload_lag_bytes", "Local bytes not uploaded yet (the active segment included), per partition led here.", []string{"topic", "partition"}, nil)
 	lagSecondsDesc = prometheus.NewDesc("strata_tier_upload_lag_seconds", "Age of the oldest sealed segment waiting for upload, per partition led here.", []string{"topic", "partition"}, nil)
-	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "First offset still stored (local or uploaded), per partition led here.", []string{"topic", "partition"}, nil)
+	logStartDesc   = prometheus.NewDesc("strata_log_start_offset", "The log start offset (local or uploaded; only retention moves it), per partition led here.", []string{"topic", "partition"}, nil)
 	dirtyDesc      = prometheus.NewDesc("strata_compaction_dirty_ratio", "Uploaded bytes not compacted yet / all uploaded bytes, per compacted partition led here.", []string{"topic", "partition"}, nil)
 	lastRunDesc    = prometheus.NewDesc("strata_compaction_last_run_timestamp_seconds", "When the last compaction run of the partition ended (0: never), per compacted partition led here.", []string{"topic", "partition"}, nil)
 )

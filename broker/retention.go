@@ -3,7 +3,6 @@ package broker
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/strata-stream/strata/metadata"
@@ -24,15 +23,7 @@ import (
 
 // retentionLoop applies retention every RetentionInterval.
 func (s *Server) retentionLoop(ctx context.Context) error {
-	return s.loop(ctx, s.cfg.RetentionInterval, func(ctx context.Context) error {
-		var errs []error
-		for _, p := range s.allPartitions() {
-			if err := s.applyRetention(ctx, p); err != nil && ctx.Err() == nil {
-				errs = append(errs, fmt.Errorf("retention of %s/%d: %w", p.topic, p.id, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
+	return s.partitionLoop(ctx, s.cfg.RetentionInterval, "retention", s.applyRetention)
 }
 
 // maxExpiredPerRun bounds the entries one retention pass removes (one
@@ -91,17 +82,26 @@ func (s *Server) applyRetention(ctx context.Context, p *partition) error {
 	err := s.commitLogStart(ctx, p, newStart, func(st *metadata.PartitionState) error {
 		return s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: expired, Garbage: garbage, Reason: "retention", State: st})
 	})
+	if errors.Is(err, metadata.ErrManifestChanged) {
+		return errors.Join(err, s.reloadManifest(ctx, p)) // the next pass works from the manifest as it is
+	}
 	if err != nil {
 		return err
 	}
 	p.rmu.Lock()
 	// Uploads only append, and compaction waits for workMu: the expired
 	// entries are still the first ones.
-	if len(p.remote.entries) >= n && p.remote.entries[n-1].Key == expired[n-1].Key {
+	inView := len(p.remote.entries) >= n && p.remote.entries[n-1].Key == expired[n-1].Key
+	if inView {
 		p.remote.entries = append([]metadata.SegmentEntry(nil), p.remote.entries[n:]...)
 	}
 	p.remote.snapshotDirty = true
 	p.rmu.Unlock()
+	if !inView {
+		if err := s.reloadManifest(ctx, p); err != nil {
+			return err
+		}
+	}
 	removed, err := p.log.RemoveSegmentsBefore(newStart)
 	if s.metrics != nil {
 		s.metrics.retentionSegments.WithLabelValues(p.topic).Add(float64(n))

@@ -477,6 +477,21 @@ func (s *Server) loop(ctx context.Context, every time.Duration, fn func(context.
 	return s.loopKick(ctx, every, nil, fn) // a nil channel never fires
 }
 
+// partitionLoop runs fn on each partition this broker leads, every
+// interval until ctx ends. A failing partition does not stop the pass;
+// its errors are joined, each naming what failed and where, and logged.
+func (s *Server) partitionLoop(ctx context.Context, every time.Duration, what string, fn func(context.Context, *partition) error) error {
+	return s.loop(ctx, every, func(ctx context.Context) error {
+		var errs []error
+		for _, p := range s.allPartitions() {
+			if err := fn(ctx, p); err != nil && ctx.Err() == nil {
+				errs = append(errs, fmt.Errorf("%s of %s/%d: %w", what, p.topic, p.id, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+}
+
 // register puts the broker's key on its lease. A key left by a previous
 // incarnation of this broker (killed before its lease expired) is revoked
 // with its lease, which releases the partitions it led.

@@ -32,18 +32,22 @@ type remoteState struct {
 
 // offsets returns the partition's first offset (remote or local, not
 // below the log start retention left) and its readable end (the high
-// watermark, with the WAL).
+// watermark, with the WAL). With uploaded segments the log start holds
+// even when the manifest starts after it: compaction may have emptied the
+// first entries (a group of inputs whose every record was superseded),
+// and it never moves the log start; reads there go on at the next record.
 func (p *partition) offsets() (start, end int64) {
 	start, end = p.log.Offsets()
 	if p.wal != nil {
 		end = min(end, p.wal.committed.Load())
 	}
+	ls := p.logStart.Load()
 	p.rmu.RLock()
 	if len(p.remote.entries) > 0 {
-		start = min(start, p.remote.entries[0].BaseOffset)
+		start = min(start, p.remote.entries[0].BaseOffset, ls)
 	}
 	p.rmu.RUnlock()
-	return min(max(start, p.logStart.Load()), end), end
+	return min(max(start, ls), end), end
 }
 
 // cleanedEnd is the offset below which reads come from the compacted
@@ -52,6 +56,31 @@ func (p *partition) cleanedEnd() int64 {
 	p.rmu.RLock()
 	defer p.rmu.RUnlock()
 	return p.remote.compaction.CleanedEnd
+}
+
+// reloadManifest reads p's manifest and compaction status from etcd
+// again: a worker's change was refused as its view was stale
+// (metadata.ErrManifestChanged; a commit that reported an error but
+// landed leaves it so). Under tierMu, so that no upload appends to the
+// view meanwhile.
+func (s *Server) reloadManifest(ctx context.Context, p *partition) error {
+	p.tierMu.Lock()
+	defer p.tierMu.Unlock()
+	es, err := s.store.ListSegments(ctx, p.topic, p.id)
+	if err != nil {
+		return err
+	}
+	cs, _, err := s.store.GetCompactionStatus(ctx, p.topic, p.id)
+	if err != nil {
+		return err
+	}
+	p.rmu.Lock()
+	p.remote.entries = es
+	p.remote.compaction = cs
+	p.remote.snapshotDirty = true
+	p.rmu.Unlock()
+	s.logger.Warn("read the manifest again: a background worker's view of it was stale", "topic", p.topic, "partition", p.id, "entries", len(es))
+	return nil
 }
 
 // remoteEntry returns the manifest entry holding offset, if any.

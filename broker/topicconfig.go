@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -171,8 +172,21 @@ func (c TopicConfig) Map() map[string]string {
 	return m
 }
 
-// SegmentAge is segment.ms as a duration.
-func (c TopicConfig) SegmentAge() time.Duration { return time.Duration(c.SegmentMs) * time.Millisecond }
+// SegmentAge is segment.ms as a duration (saturated, as DeleteRetention).
+func (c TopicConfig) SegmentAge() time.Duration { return msDuration(c.SegmentMs) }
+
+// DeleteRetention is delete.retention.ms as a duration, saturated: Kafka's
+// idiom for "forever" (Long.MAX_VALUE) must not overflow into a negative
+// one that drops every tombstone at once.
+func (c TopicConfig) DeleteRetention() time.Duration { return msDuration(c.DeleteRetentionMs) }
+
+// msDuration is ms milliseconds (≥ 0), at most the longest duration.
+func msDuration(ms int64) time.Duration {
+	if ms > int64(math.MaxInt64/time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
 
 // LocalRetention is the local retention in effect: local.retention.bytes
 // and .ms, where -2 stands for the total retention's value (-1: unlimited).

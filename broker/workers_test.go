@@ -14,6 +14,7 @@ import (
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
+	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
 )
 
@@ -249,5 +250,220 @@ func TestEverythingExpired(t *testing.T) {
 	waitFor(t, "the partition reopened", func() bool { _, err := b.srv.partition("gone", 0); return err == nil })
 	if r := b.produceOK(t, "gone", 0, keyedBatch(0, 1, "new", time.Now().UnixMilli())); r.GetBaseOffset() != 20 {
 		t.Fatalf("first record after the disk loss at offset %d, want 20 (after the log start)", r.GetBaseOffset())
+	}
+}
+
+// TestRetentionAfterAnUnseenSwap: a compaction swap whose commit
+// reported an error but landed in etcd leaves the leader's view of the
+// manifest stale. Retention working from that view must not remove the
+// entry that replaced the one it expires (with the later offsets it
+// holds, and an object no garbage record names): the change is refused,
+// and the leader reads the manifest again.
+func TestRetentionAfterAnUnseenSwap(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour
+		c.RetentionInterval = time.Hour
+	})
+	b.createTopic(t, "s", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "retention.ms": "-1"})
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 8 {
+		b.produceOK(t, "s", 0, keyedBatch(i*10, 10, "old", old))
+	}
+	for i := range 30 {
+		b.produceOK(t, "s", 0, keyedBatch(i*10, 10, "new", time.Now().UnixMilli()))
+	}
+	part, err := b.srv.partition("s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every sealed segment uploaded", func() bool {
+		segs := part.log.Segments()
+		last := segs[len(segs)-1]
+		return last.Active && part.remoteEnd() == last.BaseOffset
+	})
+	ctx := context.Background()
+	es, err := b.srv.store.ListSegments(ctx, "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) < 3 || es[0].MaxTimestamp != old || es[1].MaxTimestamp == old {
+		t.Fatalf("want a first segment of old records only, then newer ones: %+v", es)
+	}
+	// The swap that landed unseen: es[0] and es[1] merged into one object.
+	var batches []byte
+	for _, e := range es[:2] {
+		obj, err := mem.Get(ctx, e.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, bs, err := segment.DecodeObject(obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, bs...)
+	}
+	obj, merged, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: "s", TopicID: part.topicID, Epoch: part.epoch, Batches: batches})
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged.Key = tiering.CompactedObjectKey("s", part.topicID, 0, merged.BaseOffset, merged.LastOffset, part.epoch, 1)
+	if err := mem.Put(ctx, merged.Key, obj); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.srv.store.ChangeManifest(ctx, part.lead, metadata.ManifestChange{Remove: es[:2], Add: []metadata.SegmentEntry{merged},
+		Garbage: []string{es[0].Key, es[1].Key}, Reason: "compaction"}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := b.srv.store.ListSegments(ctx, "s", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Retention from the stale view expires es[0] only.
+	cfg := *part.config.Load()
+	cfg.RetentionMs = time.Hour.Milliseconds()
+	part.config.Store(&cfg)
+	if err := b.srv.applyRetention(ctx, part); !errors.Is(err, metadata.ErrManifestChanged) {
+		t.Fatalf("retention from a stale view: %v, want ErrManifestChanged", err)
+	}
+	if got, err := b.srv.store.ListSegments(ctx, "s", 0); err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("retention from a stale view changed the manifest:\n got %v\nwant %v (%v)", got, want, err)
+	}
+	if st, _ := b.srv.store.GetPartitionState(ctx, "s", 0); st.LogStartOffset != 0 {
+		t.Fatalf("retention from a stale view moved the log start: %+v", st)
+	}
+	// The leader's view is the manifest again: the next pass expires
+	// nothing (the merged object holds recent records).
+	part.rmu.RLock()
+	view := append([]metadata.SegmentEntry(nil), part.remote.entries...)
+	part.rmu.RUnlock()
+	if fmt.Sprint(view) != fmt.Sprint(want) {
+		t.Fatalf("the leader's view after a refused change:\n got %v\nwant %v", view, want)
+	}
+	if err := b.srv.applyRetention(ctx, part); err != nil {
+		t.Fatal(err)
+	}
+	if got := values(t, b.consumeRange(t, "s", 0, es[1].BaseOffset, es[1].LastOffset+1), es[1].BaseOffset); int64(len(got)) != es[1].LastOffset+1-es[1].BaseOffset {
+		t.Fatalf("offsets [%d, %d] read as %d records", es[1].BaseOffset, es[1].LastOffset, len(got))
+	}
+}
+
+// TestTombstonesKeptForever: delete.retention.ms at its largest value
+// (Long.MAX_VALUE in Kafka: keep tombstones forever) keeps them; it must
+// not overflow into a negative duration that drops them at once.
+func TestTombstonesKeptForever(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour // run by hand
+	})
+	b.createTopic(t, "kv", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact",
+		"delete.retention.ms": "9223372036854775807"})
+	now := time.Now().UnixMilli()
+	for k := 0; k < 50; k += 10 {
+		b.produceOK(t, "kv", 0, keyedBatch(k, 10, "v", now))
+	}
+	tombstones := make([]segment.Record, 10)
+	for i := range tombstones {
+		tombstones[i] = segment.Record{Timestamp: now, Key: fmt.Appendf(nil, "key-%04d", i)}
+	}
+	b.produceOK(t, "kv", 0, segment.AppendBatch(nil, segment.NoProducer, tombstones))
+	for i := range 20 { // fillers: the tombstones are in a sealed segment, not in the log's last batch
+		b.produceOK(t, "kv", 0, keyedBatch(1000+i*10, 10, "fill", now))
+	}
+	part, err := b.srv.partition("kv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > 100 })
+	if err := b.srv.compactPartition(rpcCtx(t), part); err != nil {
+		t.Fatal(err)
+	}
+	if cs := part.compactionStatus(); cs.GetLastRunMs() == 0 || cs.GetLastRunTombstonesRemoved() != 0 {
+		t.Fatalf("compaction status %+v", cs)
+	}
+	_, end := part.offsets()
+	deleted := 0
+	err = segment.ForEachBatch(b.consumeRange(t, "kv", 0, 0, end), func(_ segment.BatchHeader, raw []byte) error {
+		return segment.BatchRecords(raw, func(r segment.Record) error {
+			if r.Value == nil {
+				deleted++
+			}
+			return nil
+		})
+	})
+	if err != nil || deleted != 10 {
+		t.Fatalf("%d tombstones after compaction, want the 10 (%v)", deleted, err)
+	}
+}
+
+// TestCompactionKeepsTheLogStart: compaction never moves the log start,
+// even when a whole group of inputs at the start of the log comes out
+// empty (their every record superseded): a consumer whose position lies
+// in those offsets reads on from the next record, as after any offsets
+// compaction emptied, instead of getting OUT_OF_RANGE.
+func TestCompactionKeepsTheLogStart(t *testing.T) {
+	mem := objstore.NewMem()
+	b := startBroker(t, func(c *Config) {
+		c.Objects = mem
+		c.UploadInterval = 30 * time.Millisecond
+		c.CompactionInterval = time.Hour // run by hand
+	})
+	b.createTopic(t, "kv", 1, map[string]string{"segment.bytes": "16384", "max.message.bytes": "8192", "cleanup.policy": "compact"})
+	now := time.Now().UnixMilli()
+	// The same 25 keys again and again: two batches a segment, more than
+	// compactionMaxInputs segments of superseded records.
+	batches := 2*compactionMaxInputs + 10
+	for i := range batches {
+		b.produceOK(t, "kv", 0, keyedBatch(0, 25, fmt.Sprint("r", i), now))
+	}
+	for i := range 10 { // fillers after them
+		b.produceOK(t, "kv", 0, keyedBatch(1000+i*25, 25, "fill", now))
+	}
+	part, err := b.srv.partition("kv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := int64(25 * (batches - 1)) // the first offset of the keys' last batch
+	waitFor(t, "uploaded", func() bool { return part.remoteEnd() > live+25 })
+	if err := b.srv.compactPartition(rpcCtx(t), part); err != nil {
+		t.Fatal(err)
+	}
+	if cs := part.compactionStatus(); cs.GetLastRunObjectsIn() <= int64(compactionMaxInputs) {
+		t.Fatalf("the run rewrote %d objects; want more than a group of %d", cs.GetLastRunObjectsIn(), compactionMaxInputs)
+	}
+	// (Reads below the compacted end come from the bucket; the local
+	// copies go too.)
+	waitFor(t, "local copies evicted", func() bool {
+		start, _ := part.log.Offsets()
+		return start >= live
+	})
+	if got := b.listOffset(t, "kv", 0, earliest()).GetOffset(); got != 0 {
+		t.Fatalf("earliest offset %d after compaction, want 0: compaction moved the log start", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+	defer cancel()
+	stream, err := b.consume.Consume(ctx, &stratav1.ConsumeRequest{Topic: "kv", Partition: 0, Start: exact(100), MaxWaitMs: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatalf("consume from 100, emptied by compaction: %v", err)
+	}
+	first := int64(-1)
+	err = segment.ForEachBatch(resp.GetRecords(), func(_ segment.BatchHeader, raw []byte) error {
+		return segment.BatchRecords(raw, func(r segment.Record) error {
+			if first < 0 {
+				first = r.Offset
+			}
+			return nil
+		})
+	})
+	if err != nil || first != live {
+		t.Fatalf("consume from 100: first record at %d (%v), want the first live one at %d", first, err, live)
 	}
 }

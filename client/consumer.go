@@ -199,7 +199,12 @@ func (pc *PartitionConsumer) resetWait(ctx context.Context) error {
 	if pc.failures == 1 {
 		return nil
 	}
-	t := time.NewTimer(backoff(pc.cfg.RetryBackoff, pc.failures-1))
+	return sleepCtx(ctx, backoff(pc.cfg.RetryBackoff, pc.failures-1))
+}
+
+// sleepCtx waits d, or until ctx ends (its error).
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -218,14 +223,10 @@ func (pc *PartitionConsumer) backoff(ctx context.Context, err error) error {
 		return err
 	}
 	pc.failures++
-	t := time.NewTimer(backoff(pc.cfg.RetryBackoff, pc.failures))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+	if werr := sleepCtx(ctx, backoff(pc.cfg.RetryBackoff, pc.failures)); werr != nil {
+		return fmt.Errorf("%w (last error: %v)", werr, err)
 	}
+	return nil
 }
 
 func (pc *PartitionConsumer) connect(ctx context.Context) error {

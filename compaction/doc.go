@@ -6,9 +6,10 @@
 // A compaction run (Run with Config.Compact) works as Kafka's log cleaner
 // does, on sealed objects:
 //
-//  1. It maps the dirty entries of the manifest (those from the status's
-//     CleanedEnd on, as many as Config.MaxMapBytes of keys allow) to the
-//     offset of each key's latest record.
+//  1. It maps the dirty entries of the manifest (those holding offsets
+//     from the status's CleanedEnd on, one merged across it included, as
+//     many as Config.MaxMapBytes of keys allow) to the offset of each
+//     key's latest record.
 //  2. It rewrites the manifest from its first entry through the last
 //     mapped one, in order: a record is kept when it is the latest of its
 //     key (or its key is not mapped: the clean part already holds one
@@ -19,8 +20,9 @@
 //     it, so every output object is in the sealed-object format, with
 //     contiguous batches; an output's entry starts at its first input's
 //     base, before its first batch if the records there went, so the
-//     manifest keeps no gap. The manifest's last batch is always kept, so
-//     the uploaded end never moves back.
+//     manifest keeps no gap. The manifest's last record is always kept
+//     (even an expired tombstone, until more data comes), so its last
+//     batch stays and the uploaded end never moves back.
 //  3. Consecutive inputs are grouped into outputs of up to segment.bytes
 //     (small segments merge); each group's output is PUT as a new object
 //     (a key with a nonce: tiering.CompactedObjectKey) and then swapped in

@@ -16,11 +16,13 @@ import (
 // it, cut short at a swap the input picks and then whole, and checks the
 // invariants: every record at its original offset; every key's last
 // record its true latest, or nothing for an expired tombstone; no record
-// without a key lost.
+// without a key lost. Then more data comes and a run after every
+// tombstone expired checks them again (no deleted key comes back).
 func FuzzCompact(f *testing.F) {
 	f.Add([]byte{3, 2, 1, 0, 5, 1, 5, 0, 7, 3, 1, 2, 9, 0})
 	f.Add(bytes.Repeat([]byte{1, 0, 2, 1, 3, 2, 4, 4}, 20))
 	f.Add([]byte{0, 0})
+	f.Add([]byte{3, 0, 0, 2, 1, 0, 2, 0, 1, 1, 3, 0}) // a value and its tombstone in the log's last batch
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) < 4 || len(data) > 4000 {
 			return
@@ -99,6 +101,27 @@ func FuzzCompact(f *testing.F) {
 			t.Fatal(err)
 		}
 		check("whole")
+		// More data comes (a few keys written again, one of them
+		// deleted), and a run after every tombstone's delete.retention.ms:
+		// a key deleted before stays deleted.
+		later := now.Add(3 * time.Hour)
+		var more []rec
+		for i := 5; i < len(data) && len(more) < 8; i += 7 {
+			r := rec{key: fmt.Appendf(nil, "k%d", data[i]%16), value: fmt.Appendf(nil, "w%d", i), ts: later.UnixMilli()}
+			if len(more) == 1 {
+				r.value = nil
+			}
+			more = append(more, r)
+		}
+		for _, e := range uploadLogAt(t, store, int64(len(recs)), more, batchSize, perSeg) {
+			m.entries[e.BaseOffset] = e
+		}
+		recs = append(recs, more...)
+		cfg.Now = func() time.Time { return later }
+		if _, err := Run(context.Background(), cfg, m.list(), m.status, store, m); err != nil {
+			t.Fatal(err)
+		}
+		check("after more data")
 	})
 }
 

@@ -7,13 +7,13 @@ import (
 	"github.com/strata-stream/strata/metadata"
 )
 
-// DirtyRatio is the share of the manifest's bytes (RawSize) in entries
-// from cleanedEnd on: those no run has compacted yet.
+// DirtyRatio is the share of the manifest's bytes (RawSize) in dirty
+// entries: those no run has compacted yet (Dirty).
 func DirtyRatio(entries []metadata.SegmentEntry, cleanedEnd int64) float64 {
 	var dirty, total int64
 	for _, e := range entries {
 		total += e.RawSize
-		if e.BaseOffset >= cleanedEnd {
+		if Dirty(e, cleanedEnd) {
 			dirty += e.RawSize
 		}
 	}
@@ -22,6 +22,12 @@ func DirtyRatio(entries []metadata.SegmentEntry, cleanedEnd int64) float64 {
 	}
 	return float64(dirty) / float64(total)
 }
+
+// Dirty reports whether e holds offsets from cleanedEnd on: records no
+// run has compacted. An entry merged across cleanedEnd (small segments
+// merged while the topic was not compacted) is dirty though it starts
+// below it.
+func Dirty(e metadata.SegmentEntry, cleanedEnd int64) bool { return e.LastOffset >= cleanedEnd }
 
 // Due reports whether a compaction run is due: the dirty ratio has reached
 // minDirtyRatio (and something is dirty), or a tombstone the last run kept

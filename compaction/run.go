@@ -183,7 +183,7 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 	}
 	d0 := len(entries)
 	for i, e := range entries {
-		if e.BaseOffset >= st.CleanedEnd {
+		if Dirty(e, st.CleanedEnd) {
 			d0 = i
 			break
 		}
@@ -298,7 +298,11 @@ func forEachKeyed(batches []byte, fn func(segment.Record)) error {
 
 // filter returns the batches of one input the run keeps (rebuilt where
 // some of their records go), and whether anything went. With keepLast the
-// input's last batch is kept whole.
+// input's last record is kept whatever it is (an expired tombstone: the
+// only record of the log's end that may go), so that its last batch stays
+// and the uploaded end never moves back; the other records of that batch
+// are filtered as any others (a value kept there beside its key's
+// tombstone would come back once a later run drops the tombstone).
 func (r *run) filter(batches []byte, km keyMap, keepLast bool) ([]byte, bool, error) {
 	now := r.cfg.Now().UnixMilli()
 	horizon := now - r.cfg.DeleteRetention.Milliseconds()
@@ -307,23 +311,27 @@ func (r *run) filter(batches []byte, km keyMap, keepLast bool) ([]byte, bool, er
 	var kept [][]byte
 	err := segment.ForEachBatch(batches, func(h segment.BatchHeader, b []byte) error {
 		r.res.RecordsIn += int64(h.NumRecords)
-		if h.IsControl() || keepLast && isLast(batches, b) {
+		if h.IsControl() {
 			out = append(out, b...)
-			// (Its tombstones wait for a run after more data came: they
-			// are not scheduled.)
 			r.res.RecordsOut += int64(h.NumRecords)
 			return nil
 		}
 		kept = kept[:0]
 		maxTS := int64(math.MinInt64)
+		var final []byte // the batch's last record, when it went
+		var finalTS int64
+		finalTombstone := false
 		err := segment.ForEachRecord(b, func(rec segment.Record, raw []byte) error {
+			final, finalTS, finalTombstone = nil, rec.Timestamp, false
 			if rec.Key != nil {
 				if latest, ok := km.m[string(rec.Key)]; ok && latest != rec.Offset {
+					final = raw
 					return nil // superseded
 				}
 				if rec.Value == nil {
 					if rec.Timestamp <= horizon {
 						r.res.TombstonesRemoved++
+						final, finalTombstone = raw, true
 						return nil // a tombstone past delete.retention.ms
 					}
 					r.noteTombstone(rec.Timestamp)
@@ -335,6 +343,15 @@ func (r *run) filter(batches []byte, km keyMap, keepLast bool) ([]byte, bool, er
 		})
 		if err != nil {
 			return err
+		}
+		if final != nil && keepLast && isLast(batches, b) {
+			// The log's last record stays (see above); its tombstone waits
+			// for a run after more data came (it is not scheduled).
+			kept = append(kept, final)
+			maxTS = max(maxTS, finalTS)
+			if finalTombstone {
+				r.res.TombstonesRemoved--
+			}
 		}
 		r.res.RecordsOut += int64(len(kept))
 		switch {

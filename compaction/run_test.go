@@ -31,6 +31,12 @@ type rec struct {
 // the manifest.
 func uploadLog(t testing.TB, store objstore.Store, recs []rec, batchSize, batchesPerSeg int) []metadata.SegmentEntry {
 	t.Helper()
+	return uploadLogAt(t, store, 0, recs, batchSize, batchesPerSeg)
+}
+
+// uploadLogAt is uploadLog with the first record at offset base.
+func uploadLogAt(t testing.TB, store objstore.Store, base int64, recs []rec, batchSize, batchesPerSeg int) []metadata.SegmentEntry {
+	t.Helper()
 	var entries []metadata.SegmentEntry
 	var seg []byte
 	flush := func() {
@@ -54,7 +60,7 @@ func uploadLog(t testing.TB, store objstore.Store, recs []rec, batchSize, batche
 			rs = append(rs, segment.Record{Timestamp: r.ts, Key: r.key, Value: r.value})
 		}
 		b := segment.AppendBatch(nil, segment.NoProducer, rs)
-		segment.SetBaseOffset(b, int64(off))
+		segment.SetBaseOffset(b, base+int64(off))
 		seg = append(seg, b...)
 		if n++; n%batchesPerSeg == 0 {
 			flush()
@@ -247,16 +253,15 @@ func TestCompact(t *testing.T) {
 		st.ObjectsIn != int64(len(entries)) || st.ObjectsOut != int64(len(m.list())) || st.LastRunMs != now.UnixMilli() {
 		t.Fatalf("status %+v", st)
 	}
-	// 50 tombstones, 5 of them in the log's last batch (always kept, so
-	// not counted as waiting for their expiry).
-	if st.KeptTombstones != 45 || st.OldestTombstoneMs != want["key-00003"].ts {
-		t.Fatalf("kept %d tombstones, the oldest at %d; want 45, the oldest at %d", st.KeptTombstones, st.OldestTombstoneMs, want["key-00003"].ts)
+	// 50 tombstones, all waiting for their expiry.
+	if st.KeptTombstones != 50 || st.OldestTombstoneMs != want["key-00003"].ts {
+		t.Fatalf("kept %d tombstones, the oldest at %d; want 50, the oldest at %d", st.KeptTombstones, st.OldestTombstoneMs, want["key-00003"].ts)
 	}
 	if Due(m.list(), st, now, 0.5, time.Hour) {
 		t.Fatal("a run is due right after one")
 	}
-	// delete.retention.ms later, the tombstones go (but for the last
-	// batch of the log, which is always kept).
+	// delete.retention.ms later, the tombstones go, those of the log's
+	// last batch too (its last record, key-00499, is live).
 	later := time.UnixMilli(st.OldestTombstoneMs + time.Hour.Milliseconds() + 20_000)
 	if !Due(m.list(), st, later, 0.5, time.Hour) {
 		t.Fatal("no run due once the tombstones expire")
@@ -266,22 +271,21 @@ func TestCompact(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = readLog(t, store, m.list())
-	lastBatchStart := int64(len(recs) - 50)
 	for _, c := range got {
-		if c.value == nil && c.offset < lastBatchStart {
+		if c.value == nil {
 			t.Fatalf("tombstone of %s at %d survived delete.retention.ms", c.key, c.offset)
 		}
 	}
 	live := 0
 	for _, w := range want {
-		if w.value != nil || w.offset >= lastBatchStart {
+		if w.value != nil {
 			live++
 		}
 	}
 	if len(got) != live {
 		t.Fatalf("%d records after the tombstones went, want %d", len(got), live)
 	}
-	if m.status.TombstonesRemoved == 0 || m.status.KeptTombstones != 0 {
+	if m.status.TombstonesRemoved != 50 || m.status.KeptTombstones != 0 {
 		t.Fatalf("status after dropping tombstones: %+v", m.status)
 	}
 	if last := m.list()[len(m.list())-1].LastOffset; last != int64(len(recs)-1) {
@@ -521,5 +525,115 @@ func TestCompactCorruptInput(t *testing.T) {
 	}
 	if m.swaps != 0 {
 		t.Fatalf("%d swaps over a damaged input", m.swaps)
+	}
+}
+
+// TestCompactLastBatchNoResurrection: the log's last batch holds a value
+// of a key and then its tombstone. A run keeps that batch's end (the
+// uploaded end never moves back), but it must not keep the superseded
+// value: once more data came, a later run past delete.retention.ms drops
+// the tombstone from what is then the clean part, and a value kept
+// beside it would come back to life.
+func TestCompactLastBatchNoResurrection(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMem()
+	now := time.UnixMilli(1_800_000_000_000)
+	ts := now.UnixMilli() - 10_000
+	recs := updates(20, 3, func(int) bool { return false }, ts)
+	// The last batch: gone=1, other=1, gone=<tombstone>, last=1.
+	recs = append(recs,
+		rec{key: []byte("gone"), value: []byte("1"), ts: ts},
+		rec{key: []byte("other"), value: []byte("1"), ts: ts},
+		rec{key: []byte("gone"), value: nil, ts: ts},
+		rec{key: []byte("last"), value: []byte("1"), ts: ts})
+	entries := uploadLog(t, store, recs, 4, 3)
+	m := newManifest(entries)
+	if _, err := Run(ctx, cfgFor(now), entries, metadata.CompactionStatus{}, store, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range readLog(t, store, m.list()) {
+		if string(c.key) == "gone" && c.value != nil {
+			t.Fatalf("the run kept the superseded value of %q at %d beside its tombstone", c.key, c.offset)
+		}
+	}
+	if last := m.list()[len(m.list())-1].LastOffset; last != int64(len(recs)-1) {
+		t.Fatalf("the uploaded end moved from %d to %d", len(recs)-1, last)
+	}
+	// More data is uploaded, then a run after delete.retention.ms.
+	for _, e := range uploadLogAt(t, store, int64(len(recs)), []rec{{key: []byte("new"), value: []byte("1"), ts: now.UnixMilli()}}, 4, 1) {
+		m.entries[e.BaseOffset] = e
+	}
+	later := now.Add(2 * time.Hour)
+	if _, err := Run(ctx, cfgFor(later), m.list(), m.status, store, m); err != nil {
+		t.Fatal(err)
+	}
+	var live []string
+	for _, c := range readLog(t, store, m.list()) {
+		if string(c.key) == "gone" {
+			t.Fatalf("deleted key %q is back: offset %d value %q", c.key, c.offset, c.value)
+		}
+		live = append(live, string(c.key))
+	}
+	if len(live) != 20+3 {
+		t.Fatalf("live keys after the second run: %v", live)
+	}
+}
+
+// TestCompactAfterMergeAcrossCleanedEnd: a topic compacted, then switched
+// to cleanup.policy=delete (whose runs merge small segments, here the
+// clean one with the dirty ones after it), then back to compact. The
+// merged entry starts below the cleaned end but holds dirty records: it
+// must be mapped as dirty, or a value and its later tombstone in it are
+// taken for clean ones and the value comes back once the tombstone goes.
+func TestCompactAfterMergeAcrossCleanedEnd(t *testing.T) {
+	ctx := context.Background()
+	store := objstore.NewMem()
+	now := time.UnixMilli(1_800_000_000_000)
+	ts := now.UnixMilli()
+	pad := func(k string) rec {
+		return rec{key: []byte(k), value: bytes.Repeat([]byte("p"), 40), ts: ts}
+	}
+	var recs []rec
+	add := func(rs ...rec) []metadata.SegmentEntry {
+		es := uploadLogAt(t, store, int64(len(recs)), rs, 4, 1)
+		recs = append(recs, rs...)
+		return es
+	}
+	entries := add(pad("a"), pad("b"), pad("c"), pad("d"))
+	m := newManifest(entries)
+	if _, err := Run(ctx, cfgFor(now), m.list(), metadata.CompactionStatus{}, store, m); err != nil {
+		t.Fatal(err)
+	}
+	if m.status.CleanedEnd != 4 {
+		t.Fatalf("status after the first run: %+v", m.status)
+	}
+	// Dirty: gone=1, then its tombstone, then fillers.
+	for _, es := range [][]metadata.SegmentEntry{
+		add(rec{key: []byte("gone"), value: bytes.Repeat([]byte("v"), 40), ts: ts}, pad("e"), pad("f"), pad("g")),
+		add(rec{key: []byte("gone"), ts: ts}, pad("h"), pad("i"), pad("j")),
+		add(pad("k"), pad("l"), pad("m"), pad("n")),
+		add(pad("o"), pad("p"), pad("q"), pad("r")),
+	} {
+		for _, e := range es {
+			m.entries[e.BaseOffset] = e
+		}
+	}
+	merge := cfgFor(now)
+	merge.Compact = false
+	if res, err := Run(ctx, merge, m.list(), m.status, store, m); err != nil || len(m.list()) != 1 {
+		t.Fatalf("merge: %+v %v; manifest %v", res, err, m.list())
+	}
+	// Back to compact, after delete.retention.ms, with more data.
+	for _, e := range add(pad("s"), pad("t"), pad("u"), pad("v")) {
+		m.entries[e.BaseOffset] = e
+	}
+	later := now.Add(2 * time.Hour)
+	if _, err := Run(ctx, cfgFor(later), m.list(), m.status, store, m); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range readLog(t, store, m.list()) {
+		if string(c.key) == "gone" {
+			t.Fatalf("deleted key %q is back at offset %d: %q", c.key, c.offset, c.value)
+		}
 	}
 }

@@ -64,8 +64,10 @@
 //
 // Retention and compaction change a partition's manifest with
 // ChangeManifest: one transaction, fenced by the leadership, that removes
-// entries (each must still exist: ErrManifestChanged otherwise), puts new
-// ones (a put of a removed base offset replaces it), and records the
+// entries (each must still be the entry the caller saw, naming the same
+// object: the transaction compares the mod revision read just before;
+// ErrManifestChanged otherwise, and the broker reads its view again), puts
+// new ones (a put of a removed base offset replaces it), and records the
 // objects it stops referencing in one garbage record - with retention's
 // new log start in the state key, or compaction's status, in the same
 // transaction. The objects of a garbage record are deleted only once the

@@ -85,13 +85,22 @@ func (s *Store) compactionKey(topic string, p int32) string {
 
 // ChangeManifest applies ch to lead's partition in one transaction that
 // holds only while lead is current (else ErrFenced) and every entry to
-// remove still exists (else ErrManifestChanged). At most
-// MaxManifestChange entries may be removed and added together.
+// remove is still in the manifest as the caller saw it: at its base
+// offset, naming the same object (else ErrManifestChanged). An entry
+// replaced since (a compaction swap the caller's view missed, say one
+// whose commit reported an error but landed) is not removed: that would
+// drop offsets the caller does not know the entry holds, and an object
+// no garbage record names. At most MaxManifestChange entries may be
+// removed and added together.
 func (s *Store) ChangeManifest(ctx context.Context, lead Leadership, ch ManifestChange) error {
 	if n := len(ch.Remove) + len(ch.Add); n > MaxManifestChange {
 		return fmt.Errorf("metadata: manifest change of %s/%d touches %d entries, at most %d", lead.Topic, lead.Partition, n, MaxManifestChange)
 	}
 	cmps := []clientv3.Cmp{s.leaderFence(lead)}
+	revs, err := s.entryRevisions(ctx, lead, ch.Remove)
+	if err != nil {
+		return err
+	}
 	var ops []clientv3.Op
 	added := map[string]bool{}
 	for _, e := range ch.Add {
@@ -103,9 +112,9 @@ func (s *Store) ChangeManifest(ctx context.Context, lead Leadership, ch Manifest
 		added[k] = true
 		ops = append(ops, clientv3.OpPut(k, string(v)))
 	}
-	for _, e := range ch.Remove {
+	for i, e := range ch.Remove {
 		k := s.segmentKey(lead.Topic, lead.Partition, e.BaseOffset)
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), ">", 0))
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", revs[i]))
 		if !added[k] { // etcd refuses a put and a delete of one key in a transaction
 			ops = append(ops, clientv3.OpDelete(k))
 		}
@@ -142,6 +151,41 @@ func (s *Store) ChangeManifest(ctx context.Context, lead Leadership, ch Manifest
 		return fmt.Errorf("%w: %s/%d", ErrManifestChanged, lead.Topic, lead.Partition)
 	}
 	return fmt.Errorf("%w: %s/%d epoch %d", ErrFenced, lead.Topic, lead.Partition, lead.Epoch)
+}
+
+// entryRevisions returns the mod revision of each of es's manifest
+// entries (one read), or ErrManifestChanged (ErrFenced once lead is not
+// current) when one is gone or names another object.
+func (s *Store) entryRevisions(ctx context.Context, lead Leadership, es []SegmentEntry) ([]int64, error) {
+	if len(es) == 0 {
+		return nil, nil
+	}
+	gets := make([]clientv3.Op, len(es))
+	for i, e := range es {
+		gets[i] = clientv3.OpGet(s.segmentKey(lead.Topic, lead.Partition, e.BaseOffset))
+	}
+	resp, err := s.cli.Txn(ctx).Then(gets...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: read the manifest of %s/%d: %w", lead.Topic, lead.Partition, err)
+	}
+	revs := make([]int64, len(es))
+	for i, r := range resp.Responses {
+		kvs := r.GetResponseRange().GetKvs()
+		var cur SegmentEntry
+		if len(kvs) == 1 {
+			if err := json.Unmarshal(kvs[0].Value, &cur); err != nil {
+				return nil, fmt.Errorf("metadata: decode %s: %w", kvs[0].Key, err)
+			}
+		}
+		if len(kvs) != 1 || cur.Key != es[i].Key {
+			if ok, err := s.LeadershipCurrent(ctx, lead); err == nil && ok {
+				return nil, fmt.Errorf("%w: %s/%d: the entry at %d is not %s any more", ErrManifestChanged, lead.Topic, lead.Partition, es[i].BaseOffset, es[i].Key)
+			}
+			return nil, fmt.Errorf("%w: %s/%d epoch %d", ErrFenced, lead.Topic, lead.Partition, lead.Epoch)
+		}
+		revs[i] = kvs[0].ModRevision
+	}
+	return revs, nil
 }
 
 // SetCompactionStatus records a partition's compaction status, fenced by

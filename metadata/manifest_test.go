@@ -67,6 +67,18 @@ func TestChangeManifest(t *testing.T) {
 	if got := bases(); got != "[0-19 20-29 30-39]" {
 		t.Fatalf("manifest after a refused change: %s", got)
 	}
+	// So does one whose view holds an entry since replaced at the same
+	// base: retention expiring [0,9] from a view that missed the swap
+	// would drop [0,19] (and offsets 10-19 with it) without recording
+	// its object as garbage.
+	err = s.ChangeManifest(ctx, a, ManifestChange{Remove: []SegmentEntry{seg(0, 9)}, Garbage: []string{seg(0, 9).Key}, Reason: "retention",
+		State: &PartitionState{LogStartOffset: 10, HighWatermark: 40}})
+	if !errors.Is(err, ErrManifestChanged) {
+		t.Fatalf("change removing a replaced entry: %v, want ErrManifestChanged", err)
+	}
+	if got := bases(); got != "[0-19 20-29 30-39]" {
+		t.Fatalf("manifest after a refused change: %s", got)
+	}
 	// Retention: drop the oldest entry and advance the log start, at once.
 	err = s.ChangeManifest(ctx, a, ManifestChange{Remove: []SegmentEntry{merged}, Garbage: []string{merged.Key}, Reason: "retention",
 		State: &PartitionState{LogStartOffset: 20, HighWatermark: 40}})

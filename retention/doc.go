@@ -19,7 +19,10 @@
 //   - orphans: sealed objects, producer snapshots, manifest snapshots and
 //     WAL objects that no manifest entry, live topic or WAL record
 //     references and that are older than the grace period (left by a
-//     crash between a PUT and its commit, or by a deleted topic).
+//     crash between a PUT and its commit, or by a deleted topic). The
+//     references are read before the bucket is listed, to keep only
+//     candidates (at most the bound: the listing stops there), and again
+//     after it, so that a commit landing meanwhile is seen.
 //
 // Readers holding an old manifest keep working for the grace period: an
 // object leaves the bucket no sooner than that after the change that

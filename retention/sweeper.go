@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -106,31 +107,44 @@ func (s *Sweeper) Sweep(ctx context.Context, fence metadata.ControllerFence) (Sw
 	if budget <= 0 {
 		return st, nil
 	}
-	// The listing first, then what references it: an object PUT after
-	// the listing is not looked at, and a commit that lands before the
-	// metadata is read is seen.
-	var listing []objstore.ObjectInfo
-	for _, prefix := range []string{"topics/", "wal/"} {
-		err := s.cfg.Store.List(ctx, prefix, func(o objstore.ObjectInfo) error {
-			listing = append(listing, o)
-			return nil
-		})
-		if err != nil {
-			return st, fmt.Errorf("retention: list %s: %w", prefix, err)
-		}
-	}
+	// What references the bucket is read before the listing, so that
+	// only candidates are kept (at most budget: the listing stops there,
+	// and a bucket of millions of objects is never held in memory), and
+	// again after it: an object goes only if neither read references it.
+	// An object PUT after the listing is not looked at, and a commit that
+	// lands before the second read is seen.
 	refs, err := s.references(ctx)
 	if err != nil {
 		return st, err
 	}
-	for _, o := range Orphans(listing, refs, now, s.cfg.Grace) {
-		if budget <= 0 {
+	var candidates []objstore.ObjectInfo
+	for _, prefix := range []string{"topics/", "wal/"} {
+		err := s.cfg.Store.List(ctx, prefix, func(o objstore.ObjectInfo) error {
+			if len(Orphans([]objstore.ObjectInfo{o}, refs, now, s.cfg.Grace)) == 0 {
+				return nil
+			}
+			if candidates = append(candidates, o); len(candidates) >= budget {
+				return errEnough
+			}
+			return nil
+		})
+		if errors.Is(err, errEnough) {
 			break
 		}
+		if err != nil {
+			return st, fmt.Errorf("retention: list %s: %w", prefix, err)
+		}
+	}
+	if len(candidates) == 0 {
+		return st, nil
+	}
+	if refs, err = s.references(ctx); err != nil {
+		return st, err
+	}
+	for _, o := range Orphans(candidates, refs, now, s.cfg.Grace) {
 		if err := s.cfg.Store.Delete(ctx, o.Key); err != nil {
 			return st, fmt.Errorf("retention: delete orphan %s: %w", o.Key, err)
 		}
-		budget--
 		st.Orphans++
 		st.OrphanBytes += o.Size
 		s.cfg.Logger.Info("deleted an orphan object: no manifest entry, topic or WAL record references it", "key", o.Key, "bytes", o.Size,
@@ -138,6 +152,10 @@ func (s *Sweeper) Sweep(ctx context.Context, fence metadata.ControllerFence) (Sw
 	}
 	return st, nil
 }
+
+// errEnough stops a listing once a pass has all the candidates it may
+// delete.
+var errEnough = errors.New("retention: enough orphan candidates")
 
 // references reads what the metadata references. The garbage records are
 // read last: a manifest change that lands meanwhile either still shows

@@ -174,3 +174,69 @@ func TestSweeperIsFenced(t *testing.T) {
 		t.Fatalf("garbage records after a fenced sweep: %+v", gs)
 	}
 }
+
+// listHook is a bucket whose List calls hook before handing each object
+// on, and counts the objects it handed on.
+type listHook struct {
+	*objstore.Mem
+	hook   func(objstore.ObjectInfo)
+	listed int
+}
+
+func (l *listHook) List(ctx context.Context, prefix string, fn func(objstore.ObjectInfo) error) error {
+	return l.Mem.List(ctx, prefix, func(o objstore.ObjectInfo) error {
+		if l.hook != nil {
+			l.hook(o)
+		}
+		l.listed++
+		return fn(o)
+	})
+}
+
+// TestSweeperOrphanPassIsBounded: a pass holds at most MaxDeletes orphan
+// candidates and stops listing once it has them (a bucket of millions
+// of objects is not held in memory), and an object whose commit lands
+// while the bucket is listed is not taken for an orphan.
+func TestSweeperOrphanPassIsBounded(t *testing.T) {
+	e, ctx := newSweepEnv(t)
+	id := e.topic.ID
+	for i := range int64(20) { // referenced
+		e.put(t, ctx, tiering.ObjectKey("orders", id, 0, i*10, i*10+9, 1), i*10, i*10+9, true)
+	}
+	late := e.put(t, ctx, tiering.CompactedObjectKey("orders", id, 0, 200, 209, 1, 1), 200, 209, false) // committed during the listing
+	for i := range int64(30) {                                                                          // orphans, listed after it
+		e.put(t, ctx, tiering.CompactedObjectKey("orders", id, 0, 300+i, 300+i, 1, 2), 300+i, 300+i, false)
+	}
+	bucket := &listHook{Mem: e.bucket}
+	bucket.hook = func(o objstore.ObjectInfo) {
+		if o.Key == late.Key {
+			if err := e.store.CommitSegment(ctx, e.lead, late); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	sw := NewSweeper(SweeperConfig{Store: bucket, Meta: e.store, Grace: time.Minute, MaxDeletes: 5,
+		Now: func() time.Time { return time.Now().Add(time.Hour) }, Logger: logger})
+	st, err := sw.Sweep(ctx, e.fence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Orphans != 4 { // 5 candidates (MaxDeletes), one of them committed meanwhile
+		t.Fatalf("deleted %d orphans, want 4", st.Orphans)
+	}
+	if bucket.listed > 20+1+5 {
+		t.Fatalf("the pass listed %d objects to find its 5 orphans, want at most %d", bucket.listed, 20+1+5)
+	}
+	if !e.keys(t, ctx)[late.Key] {
+		t.Fatalf("%s, committed while the bucket was listed, was deleted as an orphan", late.Key)
+	}
+	for range 10 {
+		if _, err := sw.Sweep(ctx, e.fence); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := len(e.keys(t, ctx)); got != 21 {
+		t.Fatalf("%d objects left after the orphans went, want the 21 referenced", got)
+	}
+}

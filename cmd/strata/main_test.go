@@ -138,3 +138,30 @@ func TestParseBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWorkerFlags: a bad value of a background worker's flag is a
+// one-line error naming the flag, reported before anything is opened (here
+// a data dir that cannot be created would fail first).
+func TestServeWorkerFlags(t *testing.T) {
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ args, want string }{
+		{"--compaction-bytes-per-sec fast", `--compaction-bytes-per-sec: "fast": want a size`},
+		{"--compaction-bytes-per-sec -1MiB", `--compaction-bytes-per-sec: "-1MiB"`},
+		{"--retention-check-interval 0s", "--retention-check-interval 0s: must be positive"},
+		{"--compaction-interval -1s", "--compaction-interval -1s: must be positive"},
+		{"--gc-interval 0s", "--gc-interval 0s: must be positive"},
+		{"--gc-grace-period 0s", "--gc-grace-period 0s: must be positive"},
+		{"--gc-max-deletes 0", "--gc-max-deletes 0: must be positive"},
+	} {
+		root := newRootCmd()
+		root.SilenceErrors, root.SilenceUsage = true, true
+		root.SetArgs(append([]string{"serve", "--object-store", "none", "--data-dir", filepath.Join(notADir, "data")}, strings.Fields(c.args)...))
+		err := root.Execute()
+		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("serve %s: %v, want one line starting %q", c.args, err, c.want)
+		}
+	}
+}

@@ -61,6 +61,28 @@ type workerOptions struct {
 	gcMaxDeletes       int
 }
 
+// validate checks the workers' flags (before anything is opened) and
+// returns the compaction rate in bytes per second.
+func (w workerOptions) validate() (int64, error) {
+	rate, err := parseBytes(w.compactionRate)
+	if err != nil {
+		return 0, fmt.Errorf("--compaction-bytes-per-sec: %w", err)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--retention-check-interval", w.retentionInterval}, {"--compaction-interval", w.compactionInterval},
+		{"--gc-interval", w.gcInterval}, {"--gc-grace-period", w.gcGrace}} {
+		if d.v <= 0 {
+			return 0, fmt.Errorf("%s %s: must be positive", d.name, d.v)
+		}
+	}
+	if w.gcMaxDeletes <= 0 {
+		return 0, fmt.Errorf("--gc-max-deletes %d: must be positive", w.gcMaxDeletes)
+	}
+	return rate, nil
+}
+
 func newServeCmd() *cobra.Command {
 	o := &serveOptions{}
 	cmd := &cobra.Command{
@@ -155,6 +177,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if o.brokerID <= 0 {
 		return fmt.Errorf("--broker-id %d: must be positive", o.brokerID)
 	}
+	compactionRate, err := o.workers.validate()
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -188,23 +214,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	}
 	if o.groups.SessionTimeout < time.Second || o.groups.CommitInterval <= 0 {
 		return fmt.Errorf("--group-session-timeout %s, --group-commit-interval %s: want at least 1s and a positive interval", o.groups.SessionTimeout, o.groups.CommitInterval)
-	}
-
-	compactionRate, err := parseBytes(o.workers.compactionRate)
-	if err != nil {
-		return fmt.Errorf("--compaction-bytes-per-sec: %w", err)
-	}
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"--retention-check-interval", o.workers.retentionInterval}, {"--compaction-interval", o.workers.compactionInterval},
-		{"--gc-interval", o.workers.gcInterval}, {"--gc-grace-period", o.workers.gcGrace}} {
-		if d.v <= 0 {
-			return fmt.Errorf("%s %s: must be positive", d.name, d.v)
-		}
-	}
-	if o.workers.gcMaxDeletes <= 0 {
-		return fmt.Errorf("--gc-max-deletes %d: must be positive", o.workers.gcMaxDeletes)
 	}
 
 	endpoints := o.etcdEndpoints
