@@ -37,6 +37,9 @@ type fakeCoordinator struct {
 	events  []string // "commit t/0=7", "ack 2 [1]" in arrival order
 	// commitErr, when set, answers commits.
 	commitErr error
+	// findHangs makes FindCoordinator hang until its caller gives up (a
+	// broker that accepts connections but does not answer).
+	findHangs bool
 }
 
 func (f *fakeCoordinator) GetMetadata(context.Context, *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
@@ -80,7 +83,14 @@ func (f *fakeCoordinator) Consume(r *stratav1.ConsumeRequest, s stratav1.Consume
 	return nil
 }
 
-func (f *fakeCoordinator) FindCoordinator(context.Context, *stratav1.FindCoordinatorRequest) (*stratav1.FindCoordinatorResponse, error) {
+func (f *fakeCoordinator) FindCoordinator(ctx context.Context, _ *stratav1.FindCoordinatorRequest) (*stratav1.FindCoordinatorResponse, error) {
+	f.mu.Lock()
+	hangs := f.findHangs
+	f.mu.Unlock()
+	if hangs {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	return &stratav1.FindCoordinatorResponse{BrokerId: 1, Address: f.addr}, nil
 }
 
@@ -332,6 +342,62 @@ func TestGroupConsumerGivesUpWithoutHeartbeats(t *testing.T) {
 	f.mu.Unlock()
 	if re.GetMemberId() != "m1" || len(re.GetOwned()) != 0 {
 		t.Fatalf("rejoin %v: want member m1 owning nothing", re)
+	}
+}
+
+// TestGroupConsumerGivesUpWhileFindingTheCoordinator: when the stream
+// breaks and the brokers then do not answer FindCoordinator, the consumer
+// still stops consuming its partitions once no heartbeat was
+// acknowledged for the session timeout (the coordinator that takes the
+// group over may give them to another member by then), and Close does not
+// wait for the unanswered call.
+func TestGroupConsumerGivesUpWhileFindingTheCoordinator(t *testing.T) {
+	f := &fakeCoordinator{}
+	streamEnded := make(chan time.Time, 1)
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 1000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 10}))
+		go func() { _ = f.serveHeartbeats(s, nil, true) }()
+		time.Sleep(300 * time.Millisecond)
+		f.mu.Lock()
+		f.findHangs = true
+		f.mu.Unlock()
+		streamEnded <- time.Now()
+		return status.Error(codes.Unavailable, "coordinator going away")
+	}
+	c := startCoordinator(t, f)
+	var lostAt time.Time
+	var mu sync.Mutex
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true,
+		OnLost: func([]client.TopicPartition) {
+			mu.Lock()
+			defer mu.Unlock()
+			if lostAt.IsZero() {
+				lostAt = time.Now()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, g, "assigned", func() bool { return len(g.Assignment()) == 1 })
+	pollUntil(t, g, "lost", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !lostAt.IsZero()
+	})
+	// The last acknowledged heartbeat was sent before the stream ended.
+	if took := lostAt.Sub(<-streamEnded); took > 1500*time.Millisecond {
+		t.Fatalf("partitions given up %s after the stream ended, session timeout 1s", took)
+	}
+	if len(g.Assignment()) != 0 {
+		t.Fatalf("still owns %v", g.Assignment())
+	}
+	start := time.Now()
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %s while FindCoordinator hung", took)
 	}
 }
 
