@@ -108,9 +108,11 @@ type GroupConsumer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Poll's own state.
+	// Poll's own state. fetchErr is a partition's error that came with
+	// other partitions' records: the next Poll returns it.
 	lastAutoCommit time.Time
 	noOffset       error
+	fetchErr       error
 
 	mu struct {
 		sync.Mutex
@@ -269,6 +271,10 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error) {
 		if g.noOffset != nil {
 			return nil, g.noOffset
 		}
+		if err := g.fetchErr; err != nil {
+			g.fetchErr = nil
+			return nil, err
+		}
 		if !g.cfg.ManualCommit && time.Since(g.lastAutoCommit) >= g.cfg.AutoCommitInterval {
 			g.lastAutoCommit = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, g.cfg.AutoCommitInterval)
@@ -293,7 +299,8 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error) {
 				case r := <-g.results:
 					if rs, err, ok := g.accept(r); ok {
 						if err != nil {
-							return recs, nil // reported by the next Poll
+							g.fetchErr = err // for the next Poll
+							return recs, nil
 						}
 						recs = append(recs, rs...)
 					}

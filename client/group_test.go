@@ -40,6 +40,8 @@ type fakeCoordinator struct {
 	// findHangs makes FindCoordinator hang until its caller gives up (a
 	// broker that accepts connections but does not answer).
 	findHangs bool
+	// consumeErr, when set, may fail a partition's Consume.
+	consumeErr func(partition int32) error
 }
 
 func (f *fakeCoordinator) GetMetadata(context.Context, *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
@@ -67,6 +69,11 @@ func (f *fakeCoordinator) ListOffsets(_ context.Context, r *stratav1.ListOffsets
 
 // Consume serves the records from the start offset to 10, one batch.
 func (f *fakeCoordinator) Consume(r *stratav1.ConsumeRequest, s stratav1.ConsumeService_ConsumeServer) error {
+	if f.consumeErr != nil {
+		if err := f.consumeErr(r.GetPartition()); err != nil {
+			return err
+		}
+	}
 	from := r.GetStart().GetOffset()
 	if from < 10 {
 		var recs []segment.Record
@@ -398,6 +405,49 @@ func TestGroupConsumerGivesUpWhileFindingTheCoordinator(t *testing.T) {
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("Close took %s while FindCoordinator hung", took)
+	}
+}
+
+// TestGroupConsumerReportsEveryFetchError: a partition's non-retriable
+// fetch error is returned by Poll even when it arrives together with
+// another partition's records (Poll gathers what is ready into one
+// answer): it is not dropped, leaving the partition silently unconsumed.
+func TestGroupConsumerReportsEveryFetchError(t *testing.T) {
+	f := &fakeCoordinator{consumeErr: func(p int32) error {
+		if p != 1 {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond) // after partition 0's records
+		return status.Error(codes.DataLoss, "partition 1 is corrupt")
+	}}
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 5, 1: 5}))
+		return f.serveHeartbeats(s, nil, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true,
+		// Both fetch results are waiting when Poll first looks.
+		OnAssigned: func([]client.TopicPartition) { time.Sleep(time.Second) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := 0
+	for {
+		recs, err := g.Poll(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "t/1") || !strings.Contains(err.Error(), "partition 1 is corrupt") {
+				t.Fatalf("Poll: %v, want partition 1's DataLoss", err)
+			}
+			break
+		}
+		got += len(recs)
+	}
+	if got != 5 {
+		t.Fatalf("partition 0 returned %d records, want 5 (offsets 5 to 9)", got)
 	}
 }
 
