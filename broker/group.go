@@ -102,10 +102,11 @@ type member struct {
 }
 
 type pendingAssignment struct {
-	epoch    int64
+	epoch int64
+	// revoking: the assignment revokes partitions, or a revocation waits
+	// for its acknowledgement. deadline: a revoking member that has not
+	// acknowledged it by then is removed (the rebalance timeout).
 	revoking bool
-	// deadline: a member that has not given up revoked partitions by
-	// then is removed (the rebalance timeout).
 	deadline time.Time
 }
 
@@ -391,7 +392,7 @@ func (g *group) expire(now time.Time) time.Time {
 			continue
 		case m.pending != nil && m.pending.revoking && !now.Before(m.pending.deadline):
 			g.c.s.logger.Info("group member missed its rebalance timeout", "group", g.name, "member", m.id)
-			g.removeLocked(m, fmt.Errorf("%w: member %s of group %s did not give up revoked partitions within %s", ErrUnknownMember, m.id, g.name, m.rebalance), now)
+			g.removeLocked(m, fmt.Errorf("%w: member %s of group %s did not acknowledge an assignment giving up partitions within %s", ErrUnknownMember, m.id, g.name, m.rebalance), now)
 			continue
 		}
 		next = earlierOf(next, m.deadline)
@@ -523,7 +524,17 @@ func (g *group) reconcileAllLocked(now time.Time) {
 // what it holds of its target, plus the target partitions nobody holds
 // (none while members of the previous coordinator have not reported).
 func (g *group) reconcileLocked(m *member, now time.Time) {
-	if !m.persisted || m.out == nil || !m.joinAnswered || m.pending != nil {
+	if !m.persisted || m.out == nil || !m.joinAnswered {
+		return
+	}
+	if m.pending != nil {
+		// The revocation waits for the pending assignment's
+		// acknowledgement, within the rebalance timeout: a member that
+		// never acknowledges (its application stopped polling) must not
+		// keep partitions others need forever.
+		if !m.pending.revoking && g.mustRevokeLocked(m) {
+			m.pending.revoking, m.pending.deadline = true, now.Add(m.rebalance)
+		}
 		return
 	}
 	desired := map[topicPartition]bool{}
@@ -570,6 +581,16 @@ func (g *group) reconcileLocked(m *member, now time.Time) {
 	if g.c.metrics != nil && revoking {
 		g.c.metrics.revocations.Inc()
 	}
+}
+
+// mustRevokeLocked reports whether m holds a partition outside its target.
+func (g *group) mustRevokeLocked(m *member) bool {
+	for tp := range m.held {
+		if !m.target[tp] {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotLocked is the state to write.

@@ -315,6 +315,30 @@ func TestGroupZombieIsFenced(t *testing.T) {
 	wantCode(t, "zombie's rejoin", re.streamErr(5*time.Second), codes.FailedPrecondition)
 }
 
+// TestGroupUnacknowledgedAssignmentDoesNotBlockRebalance: a member that
+// keeps heartbeating but never acknowledges an assignment (its
+// application stopped polling) cannot hold on to partitions another
+// member needs: once a revocation waits for its acknowledgement, it is
+// removed after its rebalance timeout and the other member gets them.
+func TestGroupUnacknowledgedAssignmentDoesNotBlockRebalance(t *testing.T) {
+	b := startGroupBroker(t, 20*time.Millisecond)
+	b.createTopic(t, "ut", 4, nil)
+	stuck := b.joinRaw(t, &stratav1.JoinGroup{Group: "gu", Topics: []string{"ut"}, RebalanceTimeoutMs: 1000}, 200*time.Millisecond)
+	if a := stuck.assignment(5 * time.Second); len(a.GetPartitions()) != 4 {
+		t.Fatalf("first member's assignment %v, want all four", partitionsOf(a))
+	} // never acknowledged
+	other := b.joinRaw(t, &stratav1.JoinGroup{Group: "gu", Topics: []string{"ut"}}, 200*time.Millisecond)
+	joinedAt := time.Now()
+	other.ack(other.assignment(5 * time.Second)) // nothing yet: the first holds all four
+	wantCode(t, "stream of the member that never acknowledged", stuck.streamErr(5*time.Second), codes.FailedPrecondition)
+	if took := time.Since(joinedAt); took < 900*time.Millisecond {
+		t.Fatalf("removed %s after the rebalance began, before its rebalance timeout (1s)", took)
+	}
+	if got := other.assignment(5 * time.Second); len(got.GetPartitions()) != 4 {
+		t.Fatalf("the other member has %v, want all four", partitionsOf(got))
+	}
+}
+
 // TestGroupCommitsAreCoalesced: 40 members' worth of concurrent commits
 // for a second cost at most one etcd write per commit interval.
 func TestGroupCommitsAreCoalesced(t *testing.T) {
