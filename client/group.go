@@ -69,7 +69,9 @@ type GroupConfig struct {
 	// CommitOffsets. With auto-commit, Poll commits every
 	// AutoCommitInterval (default 5 s) the positions of the records
 	// returned by the previous Polls, and revoked partitions' positions
-	// are committed before they are given up, and on Close.
+	// are committed before they are given up, and on Close. (A
+	// partition's position is where the reset policy started it until
+	// Poll returned a record of it.)
 	ManualCommit       bool
 	AutoCommitInterval time.Duration
 	// Reset is where a partition without a committed offset starts, and
@@ -134,8 +136,9 @@ type ownedPartition struct {
 	token  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
-	// position is the offset after the last record Poll returned (-1:
-	// none yet); committed the last position committed (-1: none).
+	// position is the offset after the last record Poll returned, or
+	// before any the start the reset policy resolved (-1: not yet);
+	// committed the last position committed (-1: none).
 	position  int64
 	committed int64
 }
@@ -461,6 +464,26 @@ func (g *GroupConsumer) fetch(ctx context.Context, tp TopicPartition, start Offs
 	fetch.Reset = g.cfg.Reset
 	pc := g.c.ConsumePartition(tp.Topic, tp.Partition, start, fetch)
 	defer pc.Close()
+	if g.positionOf(op) < 0 {
+		// Where the reset policy starts (the log end, say) is the
+		// position until records come: a revocation before any commits
+		// it, so the next owner continues there rather than at a later
+		// log end, which would skip what was written meanwhile.
+		if err := pc.resolveStart(ctx); err != nil {
+			if ctx.Err() == nil {
+				select {
+				case g.results <- fetchResult{tp: tp, token: op.token, next: -1, err: err}:
+				case <-ctx.Done():
+				}
+			}
+			return
+		}
+		g.mu.Lock()
+		if op.position < 0 {
+			op.position = pc.Position()
+		}
+		g.mu.Unlock()
+	}
 	for {
 		recs, err := pc.Poll(ctx)
 		if ctx.Err() != nil {
@@ -478,6 +501,13 @@ func (g *GroupConsumer) fetch(ctx context.Context, tp TopicPartition, start Offs
 			return
 		}
 	}
+}
+
+// positionOf returns op's position.
+func (g *GroupConsumer) positionOf(op *ownedPartition) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return op.position
 }
 
 // Commit commits the positions of the records Poll returned, for every

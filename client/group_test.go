@@ -451,6 +451,43 @@ func TestGroupConsumerReportsEveryFetchError(t *testing.T) {
 	}
 }
 
+// TestGroupConsumerCommitsResolvedStart: a partition without a committed
+// offset starts where the reset policy puts it (latest: the log end, 10),
+// and that is its position until records come: revoked before any, its
+// position is committed, so that the next owner continues there instead
+// of at a later log end (which would skip what was written meanwhile).
+func TestGroupConsumerCommitsResolvedStart(t *testing.T) {
+	f := &fakeCoordinator{}
+	acks := make(chan *stratav1.AssignmentAck, 10)
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: -1}))
+		go func() {
+			<-acks
+			time.Sleep(500 * time.Millisecond) // the start is resolved
+			_ = s.Send(assignment(2, nil))
+		}()
+		return f.serveHeartbeats(s, acks, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, Reset: client.ResetLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	pollUntil(t, g, "revoked", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return slices.Contains(f.events, "ack 2 []")
+	})
+	f.mu.Lock()
+	events := slices.Clone(f.events)
+	f.mu.Unlock()
+	if i := slices.Index(events, "commit t/0=10"); i < 0 || i > slices.Index(events, "ack 2 []") {
+		t.Fatalf("events %v: want t/0's resolved start (10) committed before the revocation's acknowledgement", events)
+	}
+}
+
 // TestGroupConsumerFenced: a stream ended with FAILED_PRECONDITION (the
 // member was removed) makes the consumer give up its partitions and join
 // again as a new member; a rejected commit is ErrFenced.
