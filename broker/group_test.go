@@ -339,6 +339,51 @@ func TestGroupUnacknowledgedAssignmentDoesNotBlockRebalance(t *testing.T) {
 	}
 }
 
+// TestGroupStateStaysWritable: joins that would make the group's state
+// too large for one etcd request (members subscribing to many long topic
+// names) are refused with RESOURCE_EXHAUSTED; the group keeps working:
+// its members commit, and later joins are answered.
+func TestGroupStateStaysWritable(t *testing.T) {
+	b := startGroupBroker(t, 20*time.Millisecond)
+	b.createTopic(t, "st", 2, nil)
+	small := b.joinRaw(t, &stratav1.JoinGroup{Group: "gs", Topics: []string{"st"}}, 300*time.Millisecond)
+	small.ack(small.assignment(5 * time.Second))
+	var topics []string
+	for i := range maxGroupTopics - 1 {
+		topics = append(topics, fmt.Sprintf("%04d-%s", i, strings.Repeat("t", metadata.MaxTopicNameLength-5)))
+	}
+	refused := 0
+	for range 8 { // 8 x 1000 x 249 bytes of topic names: 2 MB
+		m := b.openJoin(t, &stratav1.JoinGroup{Group: "gs", Topics: append([]string{"st"}, topics...)})
+		select {
+		case r := <-m.msgs:
+			if r.GetJoined() == nil {
+				t.Fatalf("first response %v, want Joined", r)
+			}
+			go func() { // keep it alive
+				for range time.Tick(300 * time.Millisecond) {
+					m.send(&stratav1.JoinRequest{Request: &stratav1.JoinRequest_Heartbeat{Heartbeat: &stratav1.GroupHeartbeat{}}})
+				}
+			}()
+		case err := <-m.errc:
+			wantCode(t, "join of a member too large for the state", err, codes.ResourceExhausted)
+			refused++
+		case <-time.After(5 * time.Second):
+			t.Fatal("join neither answered nor refused within 5s")
+		}
+	}
+	if refused == 0 {
+		t.Fatal("every large member was admitted: the state would exceed etcd's request limit")
+	}
+	if err := small.commit(t, b, "gs", map[int32]int64{0: 1}, "st"); err != nil {
+		t.Fatalf("commit after the refused joins: %v", err)
+	}
+	m := b.joinRaw(t, &stratav1.JoinGroup{Group: "gs", Topics: []string{"st"}}, 300*time.Millisecond)
+	if m.id == "" {
+		t.Fatal("small member not admitted")
+	}
+}
+
 // TestGroupCommitsAreCoalesced: 40 members' worth of concurrent commits
 // for a second cost at most one etcd write per commit interval.
 func TestGroupCommitsAreCoalesced(t *testing.T) {

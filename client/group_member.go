@@ -65,7 +65,8 @@ func (g *GroupConsumer) membership() {
 			g.mu.Unlock()
 			lastAck, failures = time.Time{}, 0
 			continue
-		case code == codes.InvalidArgument || code == codes.NotFound || code == codes.Unimplemented || code == codes.PermissionDenied:
+		case code == codes.InvalidArgument || code == codes.NotFound || code == codes.Unimplemented || code == codes.PermissionDenied ||
+			code == codes.ResourceExhausted:
 			g.lose("membership failed")
 			g.fail(fmt.Errorf("client: group %s: %w", g.cfg.Group, err))
 			return

@@ -488,6 +488,34 @@ func TestGroupConsumerCommitsResolvedStart(t *testing.T) {
 	}
 }
 
+// TestGroupConsumerRefusedJoin: a join the coordinator refuses for good
+// (RESOURCE_EXHAUSTED: the group is too large) fails Poll with the
+// coordinator's reason instead of being retried forever.
+func TestGroupConsumerRefusedJoin(t *testing.T) {
+	f := &fakeCoordinator{}
+	f.joinFn = func(int, stratav1.GroupService_JoinServer) error {
+		return status.Error(codes.ResourceExhausted, "broker: consumer group too large: group g")
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		_, err := g.Poll(ctx)
+		if err == nil {
+			continue
+		}
+		if !strings.Contains(err.Error(), "too large") {
+			t.Fatalf("Poll: %v, want the refusal", err)
+		}
+		break
+	}
+}
+
 // TestGroupConsumerFenced: a stream ended with FAILED_PRECONDITION (the
 // member was removed) makes the consumer give up its partitions and join
 // again as a new member; a rejected commit is ErrFenced.
