@@ -254,13 +254,27 @@ func (s *Store) decodeOffsets(group string, kvs []*mvccpb.KeyValue) (map[TopicPa
 		if !ok {
 			continue
 		}
-		var o groupOffset
-		if err := json.Unmarshal(kv.Value, &o); err != nil || o.Offset < 0 {
-			return nil, fmt.Errorf("metadata: bad committed offset %s = %q", kv.Key, kv.Value)
+		o, err := decodeGroupOffset(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("metadata: committed offset %s: %w", kv.Key, err)
 		}
-		out[tp] = o.Offset
+		out[tp] = o
 	}
 	return out, nil
+}
+
+// decodeGroupOffset decodes and checks an offsets/<group>/<topic>/<p>
+// value: a committed offset is not negative. Errors wrap
+// ErrCorruptGroupState.
+func decodeGroupOffset(b []byte) (int64, error) {
+	var o groupOffset
+	if err := json.Unmarshal(b, &o); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrCorruptGroupState, err)
+	}
+	if o.Offset < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrCorruptGroupState, o.Offset)
+	}
+	return o.Offset, nil
 }
 
 // parseOffsetKey parses "<topic>/<p>".
