@@ -560,8 +560,8 @@ func TestGroupConsumerFenced(t *testing.T) {
 }
 
 // TestGroupConsumerResetNone: a partition without a committed offset
-// fails Poll with ErrNoOffset under ResetNone; under ResetLatest it starts
-// at the log end.
+// fails Poll with ErrNoOffset under ResetNone, naming it; ParseOffsetReset
+// knows the three policies.
 func TestGroupConsumerResetNone(t *testing.T) {
 	f := &fakeCoordinator{}
 	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
@@ -594,5 +594,76 @@ func TestGroupConsumerResetNone(t *testing.T) {
 	}
 	if _, err := client.ParseOffsetReset("middle"); err == nil {
 		t.Fatal("ParseOffsetReset accepted middle")
+	}
+}
+
+// TestGroupConsumerResetEarliestLatest: a partition without a committed
+// offset starts at the log start under ResetEarliest (its records from 0)
+// and at the log end under ResetLatest (no record; its position, as
+// committed, is the log end 10); one with a committed offset starts there
+// under either.
+func TestGroupConsumerResetEarliestLatest(t *testing.T) {
+	for _, reset := range []client.OffsetReset{client.ResetEarliest, client.ResetLatest} {
+		t.Run(reset.String(), func(t *testing.T) {
+			f := &fakeCoordinator{}
+			f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+				_ = s.Send(joined("m1", 3000))
+				_ = s.Send(assignment(1, map[int32]int64{0: -1, 1: 4}))
+				return f.serveHeartbeats(s, nil, true)
+			}
+			c := startCoordinator(t, f)
+			g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, Reset: reset, ManualCommit: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			first := map[int32]int64{}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for len(first) < 2 && (reset == client.ResetEarliest || len(first) < 1) {
+				recs, err := g.Poll(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					if _, ok := first[r.Partition]; !ok {
+						first[r.Partition] = r.Offset
+					}
+				}
+			}
+			if first[1] != 4 {
+				t.Fatalf("partition 1 (committed 4) started at %d", first[1])
+			}
+			if reset == client.ResetEarliest {
+				if first[0] != 0 {
+					t.Fatalf("earliest: partition 0 started at %d, want 0", first[0])
+				}
+				return
+			}
+			if o, ok := first[0]; ok {
+				t.Fatalf("latest: partition 0 returned offset %d, want nothing (it starts at the log end)", o)
+			}
+			// Its position is known once its fetcher resolved the start.
+			for {
+				if err := g.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				f.mu.Lock()
+				events := slices.Clone(f.events)
+				f.mu.Unlock()
+				for _, e := range events {
+					if strings.HasPrefix(e, "commit t/0=") && e != "commit t/0=10" {
+						t.Fatalf("events %v: want partition 0's position, the log end 10, committed", events)
+					}
+				}
+				if slices.Contains(events, "commit t/0=10") {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("events %v: partition 0's position (the log end 10) never committed", events)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }
