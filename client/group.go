@@ -547,9 +547,14 @@ func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPart
 	}
 	for attempt := 0; ; attempt++ {
 		g.mu.Lock()
-		req.MemberId, req.Generation = g.mu.memberID, g.mu.generation
-		addr := g.mu.coordinator
+		id, gen, addr := g.mu.memberID, g.mu.generation, g.mu.coordinator
 		g.mu.Unlock()
+		if req.MemberId != "" && (id != req.MemberId || gen != req.Generation) {
+			// Fenced and joined again meanwhile: these offsets are the
+			// old membership's.
+			return fmt.Errorf("%w: member %s left group %s while its commit was retried", ErrFenced, req.MemberId, g.cfg.Group)
+		}
+		req.MemberId, req.Generation = id, gen
 		err := status.Error(codes.Unavailable, "client: not joined yet")
 		if req.MemberId != "" && addr != "" {
 			var cc *grpc.ClientConn

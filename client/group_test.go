@@ -516,6 +516,59 @@ func TestGroupConsumerRefusedJoin(t *testing.T) {
 	}
 }
 
+// TestGroupConsumerCommitDoesNotOutliveItsMembership: a commit retried
+// while the coordinator is unavailable is not sent on behalf of the new
+// member the consumer became after being fenced meanwhile (its offsets
+// are the old membership's, maybe behind what another member committed
+// since): it fails with ErrFenced.
+func TestGroupConsumerCommitDoesNotOutliveItsMembership(t *testing.T) {
+	f := &fakeCoordinator{commitErr: status.Error(codes.Unavailable, "coordinator loading")}
+	fence := make(chan struct{})
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		if n == 1 {
+			_ = s.Send(joined("m1", 3000))
+			_ = s.Send(assignment(1, map[int32]int64{0: 5}))
+			go func() { _ = f.serveHeartbeats(s, nil, true) }()
+			<-fence
+			return status.Error(codes.FailedPrecondition, "member m1 is no longer in group g")
+		}
+		_ = s.Send(joined("m2", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 5}))
+		f.mu.Lock()
+		f.commitErr = nil
+		f.mu.Unlock()
+		return f.serveHeartbeats(s, nil, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	pollUntil(t, g, "joined", func() bool { return g.MemberID() == "m1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.CommitOffsets(ctx, map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: 7}) }()
+	pollUntil(t, g, "commit attempted", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.commits) > 0
+	})
+	close(fence)
+	pollUntil(t, g, "rejoined", func() bool { return g.MemberID() == "m2" })
+	if err := <-done; !errors.Is(err, client.ErrFenced) {
+		t.Fatalf("commit of the old membership: %v, want ErrFenced", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.commits {
+		if r.GetMemberId() != "m1" {
+			t.Fatalf("the old membership's commit was sent as member %s", r.GetMemberId())
+		}
+	}
+}
+
 // TestGroupConsumerFenced: a stream ended with FAILED_PRECONDITION (the
 // member was removed) makes the consumer give up its partitions and join
 // again as a new member; a rejected commit is ErrFenced.
