@@ -429,6 +429,9 @@ func TestGroupCommitsAreCoalesced(t *testing.T) {
 	if writes > bound || writes == 0 {
 		t.Fatalf("%d etcd writes in %s, want 1 to %d (one per %s)", writes, elapsed, bound, interval)
 	}
+	if commits.Load() < int64(3*bound) {
+		t.Fatalf("only %d commits in %s: too few to show coalescing (want at least %d)", commits.Load(), elapsed, 3*bound)
+	}
 }
 
 // groupWrites counts the etcd revisions in (from, to] that wrote a key of
