@@ -21,6 +21,19 @@ type TopicPartition struct {
 
 func (tp TopicPartition) String() string { return tp.Topic + "/" + strconv.Itoa(int(tp.Partition)) }
 
+// Less orders partitions by topic, then number.
+func (tp TopicPartition) Less(o TopicPartition) bool {
+	if tp.Topic != o.Topic {
+		return tp.Topic < o.Topic
+	}
+	return tp.Partition < o.Partition
+}
+
+// SortTopicPartitions sorts tps by topic, then number.
+func SortTopicPartitions(tps []TopicPartition) {
+	sort.Slice(tps, func(i, j int) bool { return tps[i].Less(tps[j]) })
+}
+
 // GroupState is the value of groups/<group>/state: the group's epoch,
 // assignor and members, written by its coordinator (fenced by the
 // coordinator key). A member's Assigned is what it owned when the state
@@ -181,7 +194,7 @@ func (s *Store) CommitGroup(ctx context.Context, fence GroupFence, state *GroupS
 	for tp := range offsets {
 		tps = append(tps, tp)
 	}
-	sortTopicPartitions(tps)
+	SortTopicPartitions(tps)
 	ms := s.now().UnixMilli()
 	for _, tp := range tps {
 		v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
@@ -360,7 +373,7 @@ func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map
 		}
 		tps = append(tps, tp)
 	}
-	sortTopicPartitions(tps)
+	SortTopicPartitions(tps)
 	stateKey := s.groupStateKey(group)
 	for range 10 {
 		resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(stateKey), clientv3.OpGet(s.offsetsPrefix(group), clientv3.WithPrefix())).Commit()
@@ -519,15 +532,6 @@ func (s *Store) GetPartitionStates(ctx context.Context, topic string, n int32) (
 		}
 	}
 	return out, nil
-}
-
-func sortTopicPartitions(tps []TopicPartition) {
-	sort.Slice(tps, func(i, j int) bool {
-		if tps[i].Topic != tps[j].Topic {
-			return tps[i].Topic < tps[j].Topic
-		}
-		return tps[i].Partition < tps[j].Partition
-	})
 }
 
 // isGroupError reports whether err is a group domain error (not an etcd
