@@ -358,7 +358,9 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupInfo, error) {
 // with ErrGroupNotEmpty while the group's state lists members; the check
 // and the writes are one transaction per maxGroupTxnOps offsets, each
 // requiring the state unchanged, so a coordinator admitting a member
-// meanwhile (it writes the state first) makes the reset fail, not mix.
+// meanwhile (it writes the state first) makes the reset fail; the
+// transactions before the failed one (of more than maxGroupTxnOps
+// offsets) stay applied.
 func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map[TopicPartition]int64) (map[TopicPartition]int64, error) {
 	if err := ValidateGroupName(group); err != nil {
 		return nil, err
