@@ -22,8 +22,9 @@ type GroupConfig struct {
 	// group (default 100 ms): commits and membership changes that arrive
 	// meanwhile are coalesced into the next write, and a commit is
 	// answered once its write is done. So a group writes at most
-	// 1/CommitInterval times a second (each write one transaction of up
-	// to 120 keys), however many members commit however often.
+	// 1/CommitInterval times a second, however many members commit
+	// however often (each write one transaction, or ceil(keys/120) when
+	// more than 120 keys changed).
 	CommitInterval time.Duration
 	// LagInterval is how often the lag metric is measured (default 5 s).
 	LagInterval time.Duration
