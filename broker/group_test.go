@@ -686,3 +686,29 @@ func FuzzValidateJoin(f *testing.F) {
 		}
 	})
 }
+
+// FuzzValidateOffsets: a commit's or reset's offsets are accepted only
+// with valid topic names and partitions and offsets that are not
+// negative; anything else is INVALID_ARGUMENT.
+func FuzzValidateOffsets(f *testing.F) {
+	f.Add("t", int32(0), int64(5), "u", int32(3), int64(0))
+	f.Add("", int32(-1), int64(-1), "a/b", int32(1), int64(1))
+	f.Fuzz(func(t *testing.T, t1 string, p1 int32, o1 int64, t2 string, p2 int32, o2 int64) {
+		list := []*stratav1.PartitionOffset{{Topic: t1, Partition: p1, Offset: o1}, {Topic: t2, Partition: p2, Offset: o2}}
+		got, err := validateOffsets(list)
+		if err != nil {
+			if status.Code(toStatus(err)) != codes.InvalidArgument {
+				t.Fatalf("error %v maps to %v", err, status.Code(toStatus(err)))
+			}
+			return
+		}
+		for tp, o := range got {
+			if metadata.ValidateTopicName(tp.Topic) != nil || tp.Partition < 0 || o < 0 {
+				t.Fatalf("accepted %s = %d", tp, o)
+			}
+		}
+		if len(got) == 0 || len(got) > 2 {
+			t.Fatalf("accepted %d offsets of 2", len(got))
+		}
+	})
+}
