@@ -170,6 +170,8 @@ func (c *coordinator) group(ctx context.Context, name string) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read before g is shared (then only under g.mu).
+	members, epoch := len(g.mu.members), g.mu.epoch
 	c.mu.Lock()
 	if c.mu.ctx != runCtx {
 		c.mu.Unlock()
@@ -185,7 +187,7 @@ func (c *coordinator) group(ctx context.Context, name string) (*group, error) {
 	if c.metrics != nil {
 		c.metrics.loads.Inc()
 	}
-	c.s.logger.Info("coordinating group", "group", name, "members", len(g.mu.members), "epoch", g.mu.epoch)
+	c.s.logger.Info("coordinating group", "group", name, "members", members, "epoch", epoch)
 	return g, nil
 }
 
