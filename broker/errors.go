@@ -53,6 +53,9 @@ var (
 	// ErrNotOwner is returned for a commit of a partition the member does
 	// not own.
 	ErrNotOwner = errors.New("broker: partition not owned by the member")
+	// ErrGroupTooLarge is returned for a join that would make the group's
+	// state too large to write to etcd.
+	ErrGroupTooLarge = errors.New("broker: consumer group too large")
 )
 
 // NotLeaderError carries the leader hint of ErrNotLeader.
@@ -105,6 +108,7 @@ var statusTable = []struct {
 	{ErrNotCoordinator, codes.Unavailable},
 	{ErrUnknownMember, codes.FailedPrecondition},
 	{ErrNotOwner, codes.FailedPrecondition},
+	{ErrGroupTooLarge, codes.ResourceExhausted},
 	{metadata.ErrInvalidGroupName, codes.InvalidArgument},
 	{metadata.ErrInvalidOffset, codes.InvalidArgument},
 	{metadata.ErrGroupNotFound, codes.NotFound},

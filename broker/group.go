@@ -102,10 +102,11 @@ type member struct {
 }
 
 type pendingAssignment struct {
-	epoch    int64
+	epoch int64
+	// revoking: the assignment revokes partitions, or a revocation waits
+	// for its acknowledgement. deadline: a revoking member that has not
+	// acknowledged it by then is removed (the rebalance timeout).
 	revoking bool
-	// deadline: a member that has not given up revoked partitions by
-	// then is removed (the rebalance timeout).
 	deadline time.Time
 }
 
@@ -197,6 +198,9 @@ func (g *group) join(req joinRequest, ms *memberStream, now time.Time) (string, 
 		if m == nil || m.generation != req.generation {
 			return "", fmt.Errorf("%w: member %s (generation %d) is not in group %s: it left, or its session expired; join as a new member", ErrUnknownMember, req.memberID, req.generation, g.name)
 		}
+		if err := g.checkStateSizeLocked(req); err != nil {
+			return "", err
+		}
 		if m.out != nil && m.out != ms {
 			m.out.fail(fmt.Errorf("%w: the member opened a new stream", ErrNotCoordinator))
 		}
@@ -239,6 +243,9 @@ func (g *group) join(req joinRequest, ms *memberStream, now time.Time) (string, 
 		g.reconcileAllLocked(now)
 		return m.id, nil
 	}
+	if err := g.checkStateSizeLocked(req); err != nil {
+		return "", err
+	}
 	g.mu.epoch++
 	m := &member{
 		id: newMemberID(), generation: g.mu.epoch, clientID: req.clientID, topics: req.topics,
@@ -249,6 +256,52 @@ func (g *group) join(req joinRequest, ms *memberStream, now time.Time) (string, 
 	g.mu.stateDirty = true
 	g.kickLocked()
 	return m.id, nil
+}
+
+// maxGroupStateBytes bounds a group's encoded state: with the offsets
+// that share its transaction (up to 119 keys of at most ~600 bytes) it
+// stays under etcd's default request limit of 1.5 MiB. A state etcd
+// refuses would stop every write of the group, commits included.
+const maxGroupStateBytes = 1 << 20
+
+// checkStateSizeLocked refuses a join (ErrGroupTooLarge) after which the
+// state could exceed maxGroupStateBytes, by an upper bound of its
+// encoding: per member its fields, its topics (listed, and as keys of
+// what it owns), and every partition of the subscribed topics once (a
+// partition is owned by one member).
+func (g *group) checkStateSizeLocked(req joinRequest) error {
+	if m := g.mu.members[req.memberID]; m != nil && slices.Equal(m.topics, req.topics) {
+		return nil // the same as in the state
+	}
+	memberBound := func(topics []string, clientID string) int {
+		n := 300 + 6*len(clientID) // fields, ids, numbers; escaped bytes
+		for _, t := range topics {
+			n += 2*len(t) + 8
+		}
+		return n
+	}
+	size := 200 + len(g.name) + len(g.mu.assignor)
+	union := map[string]bool{}
+	for _, m := range g.mu.members {
+		if m.id == req.memberID {
+			continue
+		}
+		size += memberBound(m.topics, m.clientID)
+		for _, t := range m.topics {
+			union[t] = true
+		}
+	}
+	size += memberBound(req.topics, req.clientID)
+	for _, t := range req.topics {
+		union[t] = true
+	}
+	for _, n := range g.c.s.topicPartitions(slices.Collect(maps.Keys(union))) {
+		size += 11 * int(n)
+	}
+	if size > maxGroupStateBytes {
+		return fmt.Errorf("%w: group %s: with this member its state could take %d bytes in etcd, above %d: fewer members or topics per member (or shorter topic names)", ErrGroupTooLarge, g.name, size, maxGroupStateBytes)
+	}
+	return nil
 }
 
 // answerJoinLocked sends Joined and the first assignment of this stream.
@@ -391,7 +444,7 @@ func (g *group) expire(now time.Time) time.Time {
 			continue
 		case m.pending != nil && m.pending.revoking && !now.Before(m.pending.deadline):
 			g.c.s.logger.Info("group member missed its rebalance timeout", "group", g.name, "member", m.id)
-			g.removeLocked(m, fmt.Errorf("%w: member %s of group %s did not give up revoked partitions within %s", ErrUnknownMember, m.id, g.name, m.rebalance), now)
+			g.removeLocked(m, fmt.Errorf("%w: member %s of group %s did not acknowledge an assignment giving up partitions within %s", ErrUnknownMember, m.id, g.name, m.rebalance), now)
 			continue
 		}
 		next = earlierOf(next, m.deadline)
@@ -523,7 +576,17 @@ func (g *group) reconcileAllLocked(now time.Time) {
 // what it holds of its target, plus the target partitions nobody holds
 // (none while members of the previous coordinator have not reported).
 func (g *group) reconcileLocked(m *member, now time.Time) {
-	if !m.persisted || m.out == nil || !m.joinAnswered || m.pending != nil {
+	if !m.persisted || m.out == nil || !m.joinAnswered {
+		return
+	}
+	if m.pending != nil {
+		// The revocation waits for the pending assignment's
+		// acknowledgement, within the rebalance timeout: a member that
+		// never acknowledges (its application stopped polling) must not
+		// keep partitions others need forever.
+		if !m.pending.revoking && g.mustRevokeLocked(m) {
+			m.pending.revoking, m.pending.deadline = true, now.Add(m.rebalance)
+		}
 		return
 	}
 	desired := map[topicPartition]bool{}
@@ -570,6 +633,16 @@ func (g *group) reconcileLocked(m *member, now time.Time) {
 	if g.c.metrics != nil && revoking {
 		g.c.metrics.revocations.Inc()
 	}
+}
+
+// mustRevokeLocked reports whether m holds a partition outside its target.
+func (g *group) mustRevokeLocked(m *member) bool {
+	for tp := range m.held {
+		if !m.target[tp] {
+			return true
+		}
+	}
+	return false
 }
 
 // snapshotLocked is the state to write.

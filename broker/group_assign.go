@@ -84,16 +84,7 @@ func emptyAssignment(members []assignMember) map[string][]topicPartition {
 	return out
 }
 
-func sortTPs(tps []topicPartition) {
-	sort.Slice(tps, func(i, j int) bool { return tpLess(tps[i], tps[j]) })
-}
-
-func tpLess(a, b topicPartition) bool {
-	if a.Topic != b.Topic {
-		return a.Topic < b.Topic
-	}
-	return a.Partition < b.Partition
-}
+func sortTPs(tps []topicPartition) { metadata.SortTopicPartitions(tps) }
 
 // assignRange gives each member a contiguous range of every topic it
 // subscribes to (Kafka's RangeAssignor): per topic, the members subscribed

@@ -31,10 +31,10 @@ func checkAssignment(t *testing.T, members []assignMember, partitions map[string
 	seen := map[topicPartition]string{}
 	for id, list := range out {
 		if !slices.IsSortedFunc(list, func(a, b topicPartition) int {
-			if tpLess(a, b) {
+			if a.Less(b) {
 				return -1
 			}
-			if tpLess(b, a) {
+			if b.Less(a) {
 				return 1
 			}
 			return 0

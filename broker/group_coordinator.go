@@ -22,8 +22,9 @@ type GroupConfig struct {
 	// group (default 100 ms): commits and membership changes that arrive
 	// meanwhile are coalesced into the next write, and a commit is
 	// answered once its write is done. So a group writes at most
-	// 1/CommitInterval times a second (each write one transaction of up
-	// to 120 keys), however many members commit however often.
+	// 1/CommitInterval times a second, however many members commit
+	// however often (each write one transaction, or ceil(keys/120) when
+	// more than 120 keys changed).
 	CommitInterval time.Duration
 	// LagInterval is how often the lag metric is measured (default 5 s).
 	LagInterval time.Duration
@@ -169,6 +170,8 @@ func (c *coordinator) group(ctx context.Context, name string) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Read before g is shared (then only under g.mu).
+	members, epoch := len(g.mu.members), g.mu.epoch
 	c.mu.Lock()
 	if c.mu.ctx != runCtx {
 		c.mu.Unlock()
@@ -184,7 +187,7 @@ func (c *coordinator) group(ctx context.Context, name string) (*group, error) {
 	if c.metrics != nil {
 		c.metrics.loads.Inc()
 	}
-	c.s.logger.Info("coordinating group", "group", name, "members", len(g.mu.members), "epoch", g.mu.epoch)
+	c.s.logger.Info("coordinating group", "group", name, "members", members, "epoch", epoch)
 	return g, nil
 }
 

@@ -478,7 +478,7 @@ func (gs groupService) ResetOffsets(ctx context.Context, req *stratav1.ResetOffs
 	}
 	sort.Slice(resp.Previous, func(i, j int) bool {
 		a, b := resp.Previous[i], resp.Previous[j]
-		return tpLess(topicPartition{Topic: a.Topic, Partition: a.Partition}, topicPartition{Topic: b.Topic, Partition: b.Partition})
+		return topicPartition{Topic: a.Topic, Partition: a.Partition}.Less(topicPartition{Topic: b.Topic, Partition: b.Partition})
 	})
 	return resp, nil
 }

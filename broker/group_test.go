@@ -315,6 +315,75 @@ func TestGroupZombieIsFenced(t *testing.T) {
 	wantCode(t, "zombie's rejoin", re.streamErr(5*time.Second), codes.FailedPrecondition)
 }
 
+// TestGroupUnacknowledgedAssignmentDoesNotBlockRebalance: a member that
+// keeps heartbeating but never acknowledges an assignment (its
+// application stopped polling) cannot hold on to partitions another
+// member needs: once a revocation waits for its acknowledgement, it is
+// removed after its rebalance timeout and the other member gets them.
+func TestGroupUnacknowledgedAssignmentDoesNotBlockRebalance(t *testing.T) {
+	b := startGroupBroker(t, 20*time.Millisecond)
+	b.createTopic(t, "ut", 4, nil)
+	stuck := b.joinRaw(t, &stratav1.JoinGroup{Group: "gu", Topics: []string{"ut"}, RebalanceTimeoutMs: 1000}, 200*time.Millisecond)
+	if a := stuck.assignment(5 * time.Second); len(a.GetPartitions()) != 4 {
+		t.Fatalf("first member's assignment %v, want all four", partitionsOf(a))
+	} // never acknowledged
+	other := b.joinRaw(t, &stratav1.JoinGroup{Group: "gu", Topics: []string{"ut"}}, 200*time.Millisecond)
+	joinedAt := time.Now()
+	other.ack(other.assignment(5 * time.Second)) // nothing yet: the first holds all four
+	wantCode(t, "stream of the member that never acknowledged", stuck.streamErr(5*time.Second), codes.FailedPrecondition)
+	if took := time.Since(joinedAt); took < 900*time.Millisecond {
+		t.Fatalf("removed %s after the rebalance began, before its rebalance timeout (1s)", took)
+	}
+	if got := other.assignment(5 * time.Second); len(got.GetPartitions()) != 4 {
+		t.Fatalf("the other member has %v, want all four", partitionsOf(got))
+	}
+}
+
+// TestGroupStateStaysWritable: joins that would make the group's state
+// too large for one etcd request (members subscribing to many long topic
+// names) are refused with RESOURCE_EXHAUSTED; the group keeps working:
+// its members commit, and later joins are answered.
+func TestGroupStateStaysWritable(t *testing.T) {
+	b := startGroupBroker(t, 20*time.Millisecond)
+	b.createTopic(t, "st", 2, nil)
+	small := b.joinRaw(t, &stratav1.JoinGroup{Group: "gs", Topics: []string{"st"}}, 300*time.Millisecond)
+	small.ack(small.assignment(5 * time.Second))
+	var topics []string
+	for i := range maxGroupTopics - 1 {
+		topics = append(topics, fmt.Sprintf("%04d-%s", i, strings.Repeat("t", metadata.MaxTopicNameLength-5)))
+	}
+	refused := 0
+	for range 8 { // 8 x 1000 x 249 bytes of topic names: 2 MB
+		m := b.openJoin(t, &stratav1.JoinGroup{Group: "gs", Topics: append([]string{"st"}, topics...)})
+		select {
+		case r := <-m.msgs:
+			if r.GetJoined() == nil {
+				t.Fatalf("first response %v, want Joined", r)
+			}
+			go func() { // keep it alive
+				for range time.Tick(300 * time.Millisecond) {
+					m.send(&stratav1.JoinRequest{Request: &stratav1.JoinRequest_Heartbeat{Heartbeat: &stratav1.GroupHeartbeat{}}})
+				}
+			}()
+		case err := <-m.errc:
+			wantCode(t, "join of a member too large for the state", err, codes.ResourceExhausted)
+			refused++
+		case <-time.After(5 * time.Second):
+			t.Fatal("join neither answered nor refused within 5s")
+		}
+	}
+	if refused == 0 {
+		t.Fatal("every large member was admitted: the state would exceed etcd's request limit")
+	}
+	if err := small.commit(t, b, "gs", map[int32]int64{0: 1}, "st"); err != nil {
+		t.Fatalf("commit after the refused joins: %v", err)
+	}
+	m := b.joinRaw(t, &stratav1.JoinGroup{Group: "gs", Topics: []string{"st"}}, 300*time.Millisecond)
+	if m.id == "" {
+		t.Fatal("small member not admitted")
+	}
+}
+
 // TestGroupCommitsAreCoalesced: 40 members' worth of concurrent commits
 // for a second cost at most one etcd write per commit interval.
 func TestGroupCommitsAreCoalesced(t *testing.T) {
@@ -359,6 +428,9 @@ func TestGroupCommitsAreCoalesced(t *testing.T) {
 	t.Logf("%d commits in %s: %d etcd writes of the group (bound %d)", commits.Load(), elapsed.Round(time.Millisecond), writes, bound)
 	if writes > bound || writes == 0 {
 		t.Fatalf("%d etcd writes in %s, want 1 to %d (one per %s)", writes, elapsed, bound, interval)
+	}
+	if commits.Load() < int64(3*bound) {
+		t.Fatalf("only %d commits in %s: too few to show coalescing (want at least %d)", commits.Load(), elapsed, 3*bound)
 	}
 }
 
@@ -611,6 +683,32 @@ func FuzzValidateJoin(f *testing.F) {
 		}
 		if _, ok := assignors[req.assignor]; req.assignor != "" && !ok {
 			t.Fatalf("accepted assignor %q", req.assignor)
+		}
+	})
+}
+
+// FuzzValidateOffsets: a commit's or reset's offsets are accepted only
+// with valid topic names and partitions and offsets that are not
+// negative; anything else is INVALID_ARGUMENT.
+func FuzzValidateOffsets(f *testing.F) {
+	f.Add("t", int32(0), int64(5), "u", int32(3), int64(0))
+	f.Add("", int32(-1), int64(-1), "a/b", int32(1), int64(1))
+	f.Fuzz(func(t *testing.T, t1 string, p1 int32, o1 int64, t2 string, p2 int32, o2 int64) {
+		list := []*stratav1.PartitionOffset{{Topic: t1, Partition: p1, Offset: o1}, {Topic: t2, Partition: p2, Offset: o2}}
+		got, err := validateOffsets(list)
+		if err != nil {
+			if status.Code(toStatus(err)) != codes.InvalidArgument {
+				t.Fatalf("error %v maps to %v", err, status.Code(toStatus(err)))
+			}
+			return
+		}
+		for tp, o := range got {
+			if metadata.ValidateTopicName(tp.Topic) != nil || tp.Partition < 0 || o < 0 {
+				t.Fatalf("accepted %s = %d", tp, o)
+			}
+		}
+		if len(got) == 0 || len(got) > 2 {
+			t.Fatalf("accepted %d offsets of 2", len(got))
 		}
 	})
 }

@@ -229,6 +229,22 @@ func (pc *PartitionConsumer) backoff(ctx context.Context, err error) error {
 	return nil
 }
 
+// resolveStart resolves the start position (Position) without fetching,
+// retrying retriable errors within ctx.
+func (pc *PartitionConsumer) resolveStart(ctx context.Context) error {
+	for pc.next < 0 {
+		r, err := pc.c.listOffsets(ctx, pc.topic, pc.partition, pc.start.spec, pc.failures > 0)
+		if err == nil {
+			pc.next, pc.hw = r.GetOffset(), r.GetHighWatermark()
+			return nil
+		}
+		if err := pc.backoff(ctx, err); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (pc *PartitionConsumer) connect(ctx context.Context) error {
 	if pc.next < 0 {
 		// Resolve the start position first, so Position is meaningful and

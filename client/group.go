@@ -69,7 +69,9 @@ type GroupConfig struct {
 	// CommitOffsets. With auto-commit, Poll commits every
 	// AutoCommitInterval (default 5 s) the positions of the records
 	// returned by the previous Polls, and revoked partitions' positions
-	// are committed before they are given up, and on Close.
+	// are committed before they are given up, and on Close. (A
+	// partition's position is where the reset policy started it until
+	// Poll returned a record of it.)
 	ManualCommit       bool
 	AutoCommitInterval time.Duration
 	// Reset is where a partition without a committed offset starts, and
@@ -108,9 +110,11 @@ type GroupConsumer struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	// Poll's own state.
+	// Poll's own state. fetchErr is a partition's error that came with
+	// other partitions' records: the next Poll returns it.
 	lastAutoCommit time.Time
 	noOffset       error
+	fetchErr       error
 
 	mu struct {
 		sync.Mutex
@@ -132,8 +136,9 @@ type ownedPartition struct {
 	token  uint64
 	cancel context.CancelFunc
 	done   chan struct{}
-	// position is the offset after the last record Poll returned (-1:
-	// none yet); committed the last position committed (-1: none).
+	// position is the offset after the last record Poll returned, or
+	// before any the start the reset policy resolved (-1: not yet);
+	// committed the last position committed (-1: none).
 	position  int64
 	committed int64
 }
@@ -269,6 +274,10 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error) {
 		if g.noOffset != nil {
 			return nil, g.noOffset
 		}
+		if err := g.fetchErr; err != nil {
+			g.fetchErr = nil
+			return nil, err
+		}
 		if !g.cfg.ManualCommit && time.Since(g.lastAutoCommit) >= g.cfg.AutoCommitInterval {
 			g.lastAutoCommit = time.Now()
 			cctx, cancel := context.WithTimeout(ctx, g.cfg.AutoCommitInterval)
@@ -293,7 +302,8 @@ func (g *GroupConsumer) Poll(ctx context.Context) ([]ConsumedRecord, error) {
 				case r := <-g.results:
 					if rs, err, ok := g.accept(r); ok {
 						if err != nil {
-							return recs, nil // reported by the next Poll
+							g.fetchErr = err // for the next Poll
+							return recs, nil
 						}
 						recs = append(recs, rs...)
 					}
@@ -454,6 +464,26 @@ func (g *GroupConsumer) fetch(ctx context.Context, tp TopicPartition, start Offs
 	fetch.Reset = g.cfg.Reset
 	pc := g.c.ConsumePartition(tp.Topic, tp.Partition, start, fetch)
 	defer pc.Close()
+	if g.positionOf(op) < 0 {
+		// Where the reset policy starts (the log end, say) is the
+		// position until records come: a revocation before any commits
+		// it, so the next owner continues there rather than at a later
+		// log end, which would skip what was written meanwhile.
+		if err := pc.resolveStart(ctx); err != nil {
+			if ctx.Err() == nil {
+				select {
+				case g.results <- fetchResult{tp: tp, token: op.token, next: -1, err: err}:
+				case <-ctx.Done():
+				}
+			}
+			return
+		}
+		g.mu.Lock()
+		if op.position < 0 {
+			op.position = pc.Position()
+		}
+		g.mu.Unlock()
+	}
 	for {
 		recs, err := pc.Poll(ctx)
 		if ctx.Err() != nil {
@@ -471,6 +501,13 @@ func (g *GroupConsumer) fetch(ctx context.Context, tp TopicPartition, start Offs
 			return
 		}
 	}
+}
+
+// positionOf returns op's position.
+func (g *GroupConsumer) positionOf(op *ownedPartition) int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return op.position
 }
 
 // Commit commits the positions of the records Poll returned, for every
@@ -510,9 +547,14 @@ func (g *GroupConsumer) CommitOffsets(ctx context.Context, offsets map[TopicPart
 	}
 	for attempt := 0; ; attempt++ {
 		g.mu.Lock()
-		req.MemberId, req.Generation = g.mu.memberID, g.mu.generation
-		addr := g.mu.coordinator
+		id, gen, addr := g.mu.memberID, g.mu.generation, g.mu.coordinator
 		g.mu.Unlock()
+		if req.MemberId != "" && (id != req.MemberId || gen != req.Generation) {
+			// Fenced and joined again meanwhile: these offsets are the
+			// old membership's.
+			return fmt.Errorf("%w: member %s left group %s while its commit was retried", ErrFenced, req.MemberId, g.cfg.Group)
+		}
+		req.MemberId, req.Generation = id, gen
 		err := status.Error(codes.Unavailable, "client: not joined yet")
 		if req.MemberId != "" && addr != "" {
 			var cc *grpc.ClientConn

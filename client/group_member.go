@@ -44,6 +44,11 @@ func (g *GroupConsumer) membership() {
 		if err == nil {
 			return // left the group
 		}
+		select {
+		case <-g.closing:
+			return
+		default:
+		}
 		if errors.Is(err, ErrNoBroker) {
 			err = status.Error(codes.Unavailable, err.Error())
 		}
@@ -60,7 +65,8 @@ func (g *GroupConsumer) membership() {
 			g.mu.Unlock()
 			lastAck, failures = time.Time{}, 0
 			continue
-		case code == codes.InvalidArgument || code == codes.NotFound || code == codes.Unimplemented || code == codes.PermissionDenied:
+		case code == codes.InvalidArgument || code == codes.NotFound || code == codes.Unimplemented || code == codes.PermissionDenied ||
+			code == codes.ResourceExhausted:
 			g.lose("membership failed")
 			g.fail(fmt.Errorf("client: group %s: %w", g.cfg.Group, err))
 			return
@@ -127,18 +133,39 @@ func toProtoTPs(tps []TopicPartition) []*stratav1.TopicPartitions {
 	return out
 }
 
+// setupContext bounds finding the coordinator and opening a stream: 10 s,
+// until Close, and - while the consumer owns partitions - until its
+// session runs out (no heartbeat acknowledged for the session timeout), so
+// that a broker that does not answer cannot keep the consumer consuming
+// past it: the caller then gives the partitions up.
+func (g *GroupConsumer) setupContext(ctx context.Context, lastAck time.Time, session time.Duration) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(10 * time.Second)
+	if !lastAck.IsZero() && g.holding() && lastAck.Add(session).Before(deadline) {
+		deadline = lastAck.Add(session)
+	}
+	setup, cancel := context.WithDeadline(ctx, deadline)
+	go func() {
+		select {
+		case <-g.closing:
+			cancel()
+		case <-setup.Done():
+		}
+	}()
+	return setup, cancel
+}
+
 // runStream is one Join stream with the coordinator: it returns nil after
 // leaving (Close), or the error that ended the stream.
 func (g *GroupConsumer) runStream(lastAck *time.Time, session *time.Duration, failures *int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	setup, setupCancel := g.setupContext(ctx, *lastAck, *session)
+	defer setupCancel()
 	if _, known := g.c.hashedBroker(g.cfg.Group); !known {
 		// Learn the brokers, so that FindCoordinator spreads groups.
-		_, _ = g.c.Metadata(fctx)
+		_, _ = g.c.Metadata(setup)
 	}
-	_, addr, err := g.c.FindCoordinator(fctx, g.cfg.Group)
-	fcancel()
+	_, addr, err := g.c.FindCoordinator(setup, g.cfg.Group)
 	if err != nil {
 		return err
 	}
@@ -146,6 +173,9 @@ func (g *GroupConsumer) runStream(lastAck *time.Time, session *time.Duration, fa
 	if err != nil {
 		return err
 	}
+	// A stream not open (its JoinGroup sent) when the setup ends is
+	// abandoned.
+	abandon := context.AfterFunc(setup, cancel)
 	stream, err := stratav1.NewGroupServiceClient(cc).Join(ctx)
 	if err != nil {
 		return err
@@ -175,6 +205,10 @@ func (g *GroupConsumer) runStream(lastAck *time.Time, session *time.Duration, fa
 		_, err = stream.Recv()
 		return err
 	}
+	if !abandon() {
+		return status.Error(codes.Unavailable, "client: the group's coordinator did not answer in time")
+	}
+	setupCancel()
 	msgs := make(chan *stratav1.JoinResponse, 16)
 	recvErr := make(chan error, 1)
 	go func() {

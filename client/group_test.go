@@ -37,6 +37,11 @@ type fakeCoordinator struct {
 	events  []string // "commit t/0=7", "ack 2 [1]" in arrival order
 	// commitErr, when set, answers commits.
 	commitErr error
+	// findHangs makes FindCoordinator hang until its caller gives up (a
+	// broker that accepts connections but does not answer).
+	findHangs bool
+	// consumeErr, when set, may fail a partition's Consume.
+	consumeErr func(partition int32) error
 }
 
 func (f *fakeCoordinator) GetMetadata(context.Context, *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
@@ -64,6 +69,11 @@ func (f *fakeCoordinator) ListOffsets(_ context.Context, r *stratav1.ListOffsets
 
 // Consume serves the records from the start offset to 10, one batch.
 func (f *fakeCoordinator) Consume(r *stratav1.ConsumeRequest, s stratav1.ConsumeService_ConsumeServer) error {
+	if f.consumeErr != nil {
+		if err := f.consumeErr(r.GetPartition()); err != nil {
+			return err
+		}
+	}
 	from := r.GetStart().GetOffset()
 	if from < 10 {
 		var recs []segment.Record
@@ -80,7 +90,14 @@ func (f *fakeCoordinator) Consume(r *stratav1.ConsumeRequest, s stratav1.Consume
 	return nil
 }
 
-func (f *fakeCoordinator) FindCoordinator(context.Context, *stratav1.FindCoordinatorRequest) (*stratav1.FindCoordinatorResponse, error) {
+func (f *fakeCoordinator) FindCoordinator(ctx context.Context, _ *stratav1.FindCoordinatorRequest) (*stratav1.FindCoordinatorResponse, error) {
+	f.mu.Lock()
+	hangs := f.findHangs
+	f.mu.Unlock()
+	if hangs {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	return &stratav1.FindCoordinatorResponse{BrokerId: 1, Address: f.addr}, nil
 }
 
@@ -335,6 +352,223 @@ func TestGroupConsumerGivesUpWithoutHeartbeats(t *testing.T) {
 	}
 }
 
+// TestGroupConsumerGivesUpWhileFindingTheCoordinator: when the stream
+// breaks and the brokers then do not answer FindCoordinator, the consumer
+// still stops consuming its partitions once no heartbeat was
+// acknowledged for the session timeout (the coordinator that takes the
+// group over may give them to another member by then), and Close does not
+// wait for the unanswered call.
+func TestGroupConsumerGivesUpWhileFindingTheCoordinator(t *testing.T) {
+	f := &fakeCoordinator{}
+	streamEnded := make(chan time.Time, 1)
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 1000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 10}))
+		go func() { _ = f.serveHeartbeats(s, nil, true) }()
+		time.Sleep(300 * time.Millisecond)
+		f.mu.Lock()
+		f.findHangs = true
+		f.mu.Unlock()
+		streamEnded <- time.Now()
+		return status.Error(codes.Unavailable, "coordinator going away")
+	}
+	c := startCoordinator(t, f)
+	var lostAt time.Time
+	var mu sync.Mutex
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true,
+		OnLost: func([]client.TopicPartition) {
+			mu.Lock()
+			defer mu.Unlock()
+			if lostAt.IsZero() {
+				lostAt = time.Now()
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, g, "assigned", func() bool { return len(g.Assignment()) == 1 })
+	pollUntil(t, g, "lost", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !lostAt.IsZero()
+	})
+	// The last acknowledged heartbeat was sent before the stream ended.
+	if took := lostAt.Sub(<-streamEnded); took > 1500*time.Millisecond {
+		t.Fatalf("partitions given up %s after the stream ended, session timeout 1s", took)
+	}
+	if len(g.Assignment()) != 0 {
+		t.Fatalf("still owns %v", g.Assignment())
+	}
+	start := time.Now()
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("Close took %s while FindCoordinator hung", took)
+	}
+}
+
+// TestGroupConsumerReportsEveryFetchError: a partition's non-retriable
+// fetch error is returned by Poll even when it arrives together with
+// another partition's records (Poll gathers what is ready into one
+// answer): it is not dropped, leaving the partition silently unconsumed.
+func TestGroupConsumerReportsEveryFetchError(t *testing.T) {
+	f := &fakeCoordinator{consumeErr: func(p int32) error {
+		if p != 1 {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond) // after partition 0's records
+		return status.Error(codes.DataLoss, "partition 1 is corrupt")
+	}}
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 5, 1: 5}))
+		return f.serveHeartbeats(s, nil, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true,
+		// Both fetch results are waiting when Poll first looks.
+		OnAssigned: func([]client.TopicPartition) { time.Sleep(time.Second) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got := 0
+	for {
+		recs, err := g.Poll(ctx)
+		if err != nil {
+			if !strings.Contains(err.Error(), "t/1") || !strings.Contains(err.Error(), "partition 1 is corrupt") {
+				t.Fatalf("Poll: %v, want partition 1's DataLoss", err)
+			}
+			break
+		}
+		got += len(recs)
+	}
+	if got != 5 {
+		t.Fatalf("partition 0 returned %d records, want 5 (offsets 5 to 9)", got)
+	}
+}
+
+// TestGroupConsumerCommitsResolvedStart: a partition without a committed
+// offset starts where the reset policy puts it (latest: the log end, 10),
+// and that is its position until records come: revoked before any, its
+// position is committed, so that the next owner continues there instead
+// of at a later log end (which would skip what was written meanwhile).
+func TestGroupConsumerCommitsResolvedStart(t *testing.T) {
+	f := &fakeCoordinator{}
+	acks := make(chan *stratav1.AssignmentAck, 10)
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		_ = s.Send(joined("m1", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: -1}))
+		go func() {
+			<-acks
+			time.Sleep(500 * time.Millisecond) // the start is resolved
+			_ = s.Send(assignment(2, nil))
+		}()
+		return f.serveHeartbeats(s, acks, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, Reset: client.ResetLatest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	pollUntil(t, g, "revoked", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return slices.Contains(f.events, "ack 2 []")
+	})
+	f.mu.Lock()
+	events := slices.Clone(f.events)
+	f.mu.Unlock()
+	if i := slices.Index(events, "commit t/0=10"); i < 0 || i > slices.Index(events, "ack 2 []") {
+		t.Fatalf("events %v: want t/0's resolved start (10) committed before the revocation's acknowledgement", events)
+	}
+}
+
+// TestGroupConsumerRefusedJoin: a join the coordinator refuses for good
+// (RESOURCE_EXHAUSTED: the group is too large) fails Poll with the
+// coordinator's reason instead of being retried forever.
+func TestGroupConsumerRefusedJoin(t *testing.T) {
+	f := &fakeCoordinator{}
+	f.joinFn = func(int, stratav1.GroupService_JoinServer) error {
+		return status.Error(codes.ResourceExhausted, "broker: consumer group too large: group g")
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		_, err := g.Poll(ctx)
+		if err == nil {
+			continue
+		}
+		if !strings.Contains(err.Error(), "too large") {
+			t.Fatalf("Poll: %v, want the refusal", err)
+		}
+		break
+	}
+}
+
+// TestGroupConsumerCommitDoesNotOutliveItsMembership: a commit retried
+// while the coordinator is unavailable is not sent on behalf of the new
+// member the consumer became after being fenced meanwhile (its offsets
+// are the old membership's, maybe behind what another member committed
+// since): it fails with ErrFenced.
+func TestGroupConsumerCommitDoesNotOutliveItsMembership(t *testing.T) {
+	f := &fakeCoordinator{commitErr: status.Error(codes.Unavailable, "coordinator loading")}
+	fence := make(chan struct{})
+	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+		if n == 1 {
+			_ = s.Send(joined("m1", 3000))
+			_ = s.Send(assignment(1, map[int32]int64{0: 5}))
+			go func() { _ = f.serveHeartbeats(s, nil, true) }()
+			<-fence
+			return status.Error(codes.FailedPrecondition, "member m1 is no longer in group g")
+		}
+		_ = s.Send(joined("m2", 3000))
+		_ = s.Send(assignment(1, map[int32]int64{0: 5}))
+		f.mu.Lock()
+		f.commitErr = nil
+		f.mu.Unlock()
+		return f.serveHeartbeats(s, nil, true)
+	}
+	c := startCoordinator(t, f)
+	g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, ManualCommit: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	pollUntil(t, g, "joined", func() bool { return g.MemberID() == "m1" })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.CommitOffsets(ctx, map[client.TopicPartition]int64{{Topic: "t", Partition: 0}: 7}) }()
+	pollUntil(t, g, "commit attempted", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.commits) > 0
+	})
+	close(fence)
+	pollUntil(t, g, "rejoined", func() bool { return g.MemberID() == "m2" })
+	if err := <-done; !errors.Is(err, client.ErrFenced) {
+		t.Fatalf("commit of the old membership: %v, want ErrFenced", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.commits {
+		if r.GetMemberId() != "m1" {
+			t.Fatalf("the old membership's commit was sent as member %s", r.GetMemberId())
+		}
+	}
+}
+
 // TestGroupConsumerFenced: a stream ended with FAILED_PRECONDITION (the
 // member was removed) makes the consumer give up its partitions and join
 // again as a new member; a rejected commit is ErrFenced.
@@ -379,8 +613,8 @@ func TestGroupConsumerFenced(t *testing.T) {
 }
 
 // TestGroupConsumerResetNone: a partition without a committed offset
-// fails Poll with ErrNoOffset under ResetNone; under ResetLatest it starts
-// at the log end.
+// fails Poll with ErrNoOffset under ResetNone, naming it; ParseOffsetReset
+// knows the three policies.
 func TestGroupConsumerResetNone(t *testing.T) {
 	f := &fakeCoordinator{}
 	f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
@@ -413,5 +647,76 @@ func TestGroupConsumerResetNone(t *testing.T) {
 	}
 	if _, err := client.ParseOffsetReset("middle"); err == nil {
 		t.Fatal("ParseOffsetReset accepted middle")
+	}
+}
+
+// TestGroupConsumerResetEarliestLatest: a partition without a committed
+// offset starts at the log start under ResetEarliest (its records from 0)
+// and at the log end under ResetLatest (no record; its position, as
+// committed, is the log end 10); one with a committed offset starts there
+// under either.
+func TestGroupConsumerResetEarliestLatest(t *testing.T) {
+	for _, reset := range []client.OffsetReset{client.ResetEarliest, client.ResetLatest} {
+		t.Run(reset.String(), func(t *testing.T) {
+			f := &fakeCoordinator{}
+			f.joinFn = func(n int, s stratav1.GroupService_JoinServer) error {
+				_ = s.Send(joined("m1", 3000))
+				_ = s.Send(assignment(1, map[int32]int64{0: -1, 1: 4}))
+				return f.serveHeartbeats(s, nil, true)
+			}
+			c := startCoordinator(t, f)
+			g, err := c.JoinGroup(client.GroupConfig{Group: "g", Topics: []string{"t"}, Reset: reset, ManualCommit: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			first := map[int32]int64{}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			for len(first) < 2 && (reset == client.ResetEarliest || len(first) < 1) {
+				recs, err := g.Poll(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range recs {
+					if _, ok := first[r.Partition]; !ok {
+						first[r.Partition] = r.Offset
+					}
+				}
+			}
+			if first[1] != 4 {
+				t.Fatalf("partition 1 (committed 4) started at %d", first[1])
+			}
+			if reset == client.ResetEarliest {
+				if first[0] != 0 {
+					t.Fatalf("earliest: partition 0 started at %d, want 0", first[0])
+				}
+				return
+			}
+			if o, ok := first[0]; ok {
+				t.Fatalf("latest: partition 0 returned offset %d, want nothing (it starts at the log end)", o)
+			}
+			// Its position is known once its fetcher resolved the start.
+			for {
+				if err := g.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+				f.mu.Lock()
+				events := slices.Clone(f.events)
+				f.mu.Unlock()
+				for _, e := range events {
+					if strings.HasPrefix(e, "commit t/0=") && e != "commit t/0=10" {
+						t.Fatalf("events %v: want partition 0's position, the log end 10, committed", events)
+					}
+				}
+				if slices.Contains(events, "commit t/0=10") {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("events %v: partition 0's position (the log end 10) never committed", events)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -196,8 +196,8 @@ type Producer struct {
 		// (Produce, a linger timer, Flush) reach the sink in close order.
 		closedQ     map[topicPartition][]*batch
 		dispatching map[topicPartition]bool
-		closed  bool
-		drained chan struct{} // closed and replaced when outstanding hits 0
+		closed      bool
+		drained     chan struct{} // closed and replaced when outstanding hits 0
 	}
 }
 

@@ -1029,6 +1029,15 @@ func testGroupCLI(t *testing.T, cl *groupCluster) {
 	if code != 1 || !strings.Contains(errOut, "want earliest, latest or none") {
 		t.Fatalf("--from 1 with --group: exit %d, %q", code, errOut)
 	}
+	// What the group consumer would retry forever fails at once.
+	_, errOut, code = runCLI(t, b, nil, "consume", "nosuch", "--group", "new-g", "--timeout", "5s")
+	if code != 1 || !strings.Contains(errOut, "NotFound") {
+		t.Fatalf("--group on an unknown topic: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, b, nil, "consume", "clit", "--group", "a/b", "--timeout", "5s")
+	if code != 1 || !strings.Contains(errOut, "InvalidArgument") || !strings.Contains(errOut, "invalid group name") {
+		t.Fatalf("--group a/b: exit %d, %q", code, errOut)
+	}
 	_, errOut, code = runCLI(t, b, nil, "consume", "clit", "--group", "new-g", "--from", "none", "--timeout", "5s")
 	if code != 1 || !strings.Contains(errOut, "no committed offset") {
 		t.Fatalf("--from none in a new group: exit %d, %q", code, errOut)
@@ -1176,6 +1185,10 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	}
 	if writes > bound {
 		t.Errorf("%d etcd writes in %s, above the bound %d", writes, elapsed, bound)
+	}
+	// Otherwise the bound holds for want of commits, not by coalescing.
+	if ok.Load() < int64(5*bound) {
+		t.Errorf("only %d commits acknowledged in %s: too few to show coalescing (want at least 5 per write the bound allows, %d)", ok.Load(), elapsed, 5*bound)
 	}
 }
 

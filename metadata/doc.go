@@ -92,5 +92,7 @@
 // state to list no members (ErrGroupNotEmpty) and compare the state key's
 // mod revision in the same transaction: a coordinator admitting a member
 // writes the state first, so a reset either lands before the member
-// (which then reads the reset offsets) or fails.
+// (which then reads the reset offsets) or fails. A reset of more than 120
+// partitions takes several transactions: one racing a join fails with the
+// ones before it applied (run it again once the group is empty).
 package metadata

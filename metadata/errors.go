@@ -35,8 +35,8 @@ var (
 	// ErrCoordinatorExists is returned by AcquireGroupCoordinator while
 	// another broker's coordinator key is alive.
 	ErrCoordinatorExists = errors.New("metadata: group has a live coordinator")
-	// ErrCorruptGroupState is returned for a group state that does not
-	// decode or breaks its invariants.
+	// ErrCorruptGroupState is returned for a group state or committed
+	// offset that does not decode or breaks its invariants.
 	ErrCorruptGroupState = errors.New("metadata: corrupt group state")
 	// ErrInvalidOffset is returned for a negative offset to commit.
 	ErrInvalidOffset = errors.New("metadata: invalid offset")

@@ -21,6 +21,19 @@ type TopicPartition struct {
 
 func (tp TopicPartition) String() string { return tp.Topic + "/" + strconv.Itoa(int(tp.Partition)) }
 
+// Less orders partitions by topic, then number.
+func (tp TopicPartition) Less(o TopicPartition) bool {
+	if tp.Topic != o.Topic {
+		return tp.Topic < o.Topic
+	}
+	return tp.Partition < o.Partition
+}
+
+// SortTopicPartitions sorts tps by topic, then number.
+func SortTopicPartitions(tps []TopicPartition) {
+	sort.Slice(tps, func(i, j int) bool { return tps[i].Less(tps[j]) })
+}
+
 // GroupState is the value of groups/<group>/state: the group's epoch,
 // assignor and members, written by its coordinator (fenced by the
 // coordinator key). A member's Assigned is what it owned when the state
@@ -181,7 +194,7 @@ func (s *Store) CommitGroup(ctx context.Context, fence GroupFence, state *GroupS
 	for tp := range offsets {
 		tps = append(tps, tp)
 	}
-	sortTopicPartitions(tps)
+	SortTopicPartitions(tps)
 	ms := s.now().UnixMilli()
 	for _, tp := range tps {
 		v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
@@ -254,13 +267,27 @@ func (s *Store) decodeOffsets(group string, kvs []*mvccpb.KeyValue) (map[TopicPa
 		if !ok {
 			continue
 		}
-		var o groupOffset
-		if err := json.Unmarshal(kv.Value, &o); err != nil || o.Offset < 0 {
-			return nil, fmt.Errorf("metadata: bad committed offset %s = %q", kv.Key, kv.Value)
+		o, err := decodeGroupOffset(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("metadata: committed offset %s: %w", kv.Key, err)
 		}
-		out[tp] = o.Offset
+		out[tp] = o
 	}
 	return out, nil
+}
+
+// decodeGroupOffset decodes and checks an offsets/<group>/<topic>/<p>
+// value: a committed offset is not negative. Errors wrap
+// ErrCorruptGroupState.
+func decodeGroupOffset(b []byte) (int64, error) {
+	var o groupOffset
+	if err := json.Unmarshal(b, &o); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrCorruptGroupState, err)
+	}
+	if o.Offset < 0 {
+		return 0, fmt.Errorf("%w: negative offset %d", ErrCorruptGroupState, o.Offset)
+	}
+	return o.Offset, nil
 }
 
 // parseOffsetKey parses "<topic>/<p>".
@@ -331,7 +358,9 @@ func (s *Store) ListGroups(ctx context.Context) ([]GroupInfo, error) {
 // with ErrGroupNotEmpty while the group's state lists members; the check
 // and the writes are one transaction per maxGroupTxnOps offsets, each
 // requiring the state unchanged, so a coordinator admitting a member
-// meanwhile (it writes the state first) makes the reset fail, not mix.
+// meanwhile (it writes the state first) makes the reset fail; the
+// transactions before the failed one (of more than maxGroupTxnOps
+// offsets) stay applied.
 func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map[TopicPartition]int64) (map[TopicPartition]int64, error) {
 	if err := ValidateGroupName(group); err != nil {
 		return nil, err
@@ -346,7 +375,7 @@ func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map
 		}
 		tps = append(tps, tp)
 	}
-	sortTopicPartitions(tps)
+	SortTopicPartitions(tps)
 	stateKey := s.groupStateKey(group)
 	for range 10 {
 		resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(stateKey), clientv3.OpGet(s.offsetsPrefix(group), clientv3.WithPrefix())).Commit()
@@ -505,15 +534,6 @@ func (s *Store) GetPartitionStates(ctx context.Context, topic string, n int32) (
 		}
 	}
 	return out, nil
-}
-
-func sortTopicPartitions(tps []TopicPartition) {
-	sort.Slice(tps, func(i, j int) bool {
-		if tps[i].Topic != tps[j].Topic {
-			return tps[i].Topic < tps[j].Topic
-		}
-		return tps[i].Partition < tps[j].Partition
-	})
 }
 
 // isGroupError reports whether err is a group domain error (not an etcd

@@ -214,6 +214,31 @@ func FuzzDecodeGroupState(f *testing.F) {
 	})
 }
 
+// FuzzDecodeGroupOffset: any committed offset value decodes to an offset
+// that is not negative or fails with ErrCorruptGroupState; any key tail
+// parses to a topic and a partition that format back to it, or is
+// skipped.
+func FuzzDecodeGroupOffset(f *testing.F) {
+	f.Add([]byte(`{"offset":42,"committed_ms":1764172800000}`), "orders/3")
+	f.Add([]byte(`{"offset":-1}`), "orders/-1")
+	f.Add([]byte(`{"offset":"1"}`), "/0")
+	f.Add([]byte(`null`), "a/b/1")
+	f.Fuzz(func(t *testing.T, b []byte, key string) {
+		o, err := decodeGroupOffset(b)
+		switch {
+		case err != nil && !errors.Is(err, ErrCorruptGroupState):
+			t.Fatalf("error %v does not wrap ErrCorruptGroupState", err)
+		case err == nil && o < 0:
+			t.Fatalf("decoded a negative offset %d", o)
+		}
+		if tp, ok := parseOffsetKey(key); ok {
+			if tp.Topic == "" || tp.Partition < 0 {
+				t.Fatalf("parsed %q as %+v", key, tp)
+			}
+		}
+	})
+}
+
 func FuzzValidateGroupName(f *testing.F) {
 	f.Add("orders-consumers")
 	f.Add("a/b")

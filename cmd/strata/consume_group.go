@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
 )
@@ -31,6 +33,15 @@ func runGroupConsume(cmd *cobra.Command, o *consumeOptions, topic string) error 
 	}
 	defer c.Close()
 	ctx := cmd.Context()
+	// What the group consumer would retry forever fails at once, as it
+	// does without --group: no broker reachable, an unknown topic, an
+	// invalid group name.
+	if _, err := c.DescribeTopic(ctx, topic); err != nil {
+		return err
+	}
+	if _, _, err := c.FindCoordinator(ctx, o.group); status.Code(err) == codes.InvalidArgument {
+		return err
+	}
 	gc, err := c.JoinGroup(client.GroupConfig{
 		Group: o.group, Topics: []string{topic}, Assignor: o.assignor, SessionTimeout: o.sessionTimeout,
 		ManualCommit: true, Reset: reset, ClientID: "strata-cli",

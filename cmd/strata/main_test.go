@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +165,29 @@ func TestServeWorkerFlags(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("serve %s: %v, want one line starting %q", c.args, err, c.want)
 		}
+	}
+}
+
+// TestGroupConsumeFailsWithoutBroker: `consume --group` with no broker
+// reachable fails with a one-line error, like `consume` without a group,
+// instead of retrying silently (and exiting 0 with --timeout).
+func TestGroupConsumeFailsWithoutBroker(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	lis.Close() // nothing listens there now
+	root := newRootCmd()
+	root.SetArgs([]string{"consume", "t", "--group", "g", "--broker", addr, "--timeout", "3s"})
+	root.SetOut(io.Discard)
+	root.SetErr(io.Discard)
+	start := time.Now()
+	err = root.Execute()
+	if err == nil || !errors.Is(err, client.ErrNoBroker) {
+		t.Fatalf("consume --group without a broker: %v, want ErrNoBroker", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("failed after %s, want at once", took)
 	}
 }

@@ -42,7 +42,9 @@ const (
 // when the member is not (or no longer) in the group (fenced: it left, its
 // session expired or it missed its rebalance timeout) or owns no longer a
 // partition it commits, and for admin changes to a group that has members;
-// NOT_FOUND for unknown groups.
+// NOT_FOUND for unknown groups; RESOURCE_EXHAUSTED for a join after which
+// the group's state could no longer be written to etcd (too many members
+// or topics).
 type GroupServiceClient interface {
 	// FindCoordinator returns the group's coordinator. When the group has
 	// none, the broker asked becomes it.
@@ -167,7 +169,9 @@ func (c *groupServiceClient) DeleteGroup(ctx context.Context, in *DeleteGroupReq
 // when the member is not (or no longer) in the group (fenced: it left, its
 // session expired or it missed its rebalance timeout) or owns no longer a
 // partition it commits, and for admin changes to a group that has members;
-// NOT_FOUND for unknown groups.
+// NOT_FOUND for unknown groups; RESOURCE_EXHAUSTED for a join after which
+// the group's state could no longer be written to etcd (too many members
+// or topics).
 type GroupServiceServer interface {
 	// FindCoordinator returns the group's coordinator. When the group has
 	// none, the broker asked becomes it.
