@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -10,12 +12,12 @@ import (
 
 // TestBenchCommands runs `strata bench produce` and `strata bench consume`
 // against a real broker: both print progress on stderr and a report on
-// stdout, and the produced records (one untimed warm-up record per
-// partition, then --records) are in the topic.
+// stdout, and the produced records (untimed warm-up records, then
+// --records) are in the topic.
 func TestBenchCommands(t *testing.T) {
 	b := startBroker(t, "")
 	out, errOut, code := runCLI(t, b, nil, "bench", "produce", "--topic", "bt", "--partitions", "2",
-		"--records", "20000", "--record-size", "100", "--rate", "10000", "--acks", "leader")
+		"--records", "20000", "--record-size", "100", "--rate", "10000", "--acks", "leader", "--warmup", "300ms")
 	if code != 0 {
 		t.Fatalf("bench produce exited %d: %s%s", code, out, errOut)
 	}
@@ -33,6 +35,14 @@ func TestBenchCommands(t *testing.T) {
 	if !strings.Contains(errOut, "produced ") {
 		t.Errorf("bench produce printed no progress:\n%s", errOut)
 	}
+	m := regexp.MustCompile(`warm-up: (\d+) records in 300ms before the measured ones`).FindStringSubmatch(errOut)
+	if m == nil {
+		t.Fatalf("bench produce --warmup printed no warm-up line:\n%s", errOut)
+	}
+	warmed, _ := strconv.Atoi(m[1])
+	if warmed < 1000 || warmed > 4000 {
+		t.Errorf("%d warm-up records in 300 ms at 10,000 records/s", warmed)
+	}
 	c := newClient(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -44,11 +54,14 @@ func TestBenchCommands(t *testing.T) {
 	for _, p := range d.GetPartitions() {
 		total += p.GetLogEndOffset() - p.GetLogStartOffset()
 	}
-	if total != 20000+2 {
-		t.Fatalf("topic bt holds %d records, want 20000 and one warm-up record per partition", total)
+	// The measured records, the warm-up ones, one per partition and one
+	// through the measured producer before them.
+	want := int64(20000 + warmed + 2 + 1)
+	if total != want {
+		t.Fatalf("topic bt holds %d records, want %d", total, want)
 	}
-	out = mustCLI(t, b, nil, "bench", "consume", "--topic", "bt", "--records", "20002")
-	if !regexp.MustCompile(`bench consume \(partitions=2\): 20002 records of 100 B`).MatchString(out) {
+	out = mustCLI(t, b, nil, "bench", "consume", "--topic", "bt", "--records", strconv.FormatInt(want, 10))
+	if !strings.Contains(out, fmt.Sprintf("bench consume (partitions=2): %d records of 100 B", want)) {
 		t.Errorf("bench consume output:\n%s", out)
 	}
 }

@@ -5,8 +5,9 @@
 #
 #   scripts/bench-latency.sh RUNS RECORD_SIZE RATE [strata serve flags...]
 #
-# Each run produces 4 s worth of records (RATE x 4) with acks=leader, 64 KiB
-# batches and a 1 ms linger (BATCH_BYTES, LINGER override), then prints
+# Each run produces for 1 s unmeasured (WARMUP), then 4 s worth of records
+# (RATE x 4) with acks=leader, 64 KiB batches and a 1 ms linger
+# (BATCH_BYTES, LINGER override), then prints
 # the bench report; the last line is the median p99 over the runs. Needs
 # bin/strata (make build).
 set -euo pipefail
@@ -31,7 +32,7 @@ for i in $(seq "$RUNS"); do
   pid=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
   out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
-    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" 2>/dev/null)
+    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" 2>/dev/null)
   echo "run $i: $(echo "$out" | tr '\n' ' ')"
   echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true

@@ -14,8 +14,8 @@
 # for an fsync) and NATS JetStream (file storage, async publish)
 # alternately RUNS times (default 5) at full speed, then Strata alone at
 # half of its median sustained rate, tuned for latency (64 KiB batches,
-# 1 ms linger) once the broker's uploads have caught up, and prints the
-# medians.
+# 1 ms linger, after a 1 s unmeasured warm-up at that rate) once the
+# broker's uploads have caught up, and prints the medians.
 #
 # Two rates come out of each Strata full-speed run: the acknowledgement
 # rate (records / time to the last acknowledgement: what the comparison
@@ -100,7 +100,7 @@ half() { # size: Strata alone at half its median sustained rate
     # The full-speed runs leave sealed segments to compress and upload; a
     # latency run measures the broker at the given rate, not that backlog.
     quiesce
-    out=$(./bin/strata bench produce --topic "h$size-$i" --records $((half * 4)) --record-size "$size" --acks leader --rate "$half" --batch-bytes 65536 --linger 1ms 2>/dev/null)
+    out=$(./bin/strata bench produce --topic "h$size-$i" --records $((half * 4)) --record-size "$size" --acks leader --rate "$half" --batch-bytes 65536 --linger 1ms --warmup 1s 2>/dev/null)
     echo "strata $size B at $half records/s run $i: $(echo "$out" | tr '\n' ' ')"
     echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/h$size"
   done

@@ -33,6 +33,7 @@ type benchOptions struct {
 	batchBytes int
 	rate       float64
 	inFlight   int
+	warmup     time.Duration
 	cpuProfile string
 	traceFile  string
 	payload    string
@@ -68,6 +69,7 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")
 	f.Float64Var(&o.rate, "rate", 0, "target records/s across all producers (0: as fast as possible)")
 	f.IntVar(&o.inFlight, "max-in-flight-bytes", 64<<20, "producer in-flight byte bound")
+	f.DurationVar(&o.warmup, "warmup", 0, "produce this long first (at --rate, records not measured), then the --records measured: the figures then describe a broker already busy")
 	f.BoolVar(&o.roundRobin, "round-robin", false, "send record i to partition i mod partitions (default: the sticky partitioner, one partition per batch), so every partition has records in every flush")
 	f.StringVar(&o.payload, "payload", "random", "record values: random (incompressible, one value) or json (8192 distinct JSON-like log lines, a quarter random bytes)")
 	consume := &cobra.Command{
@@ -204,12 +206,13 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
-	// Each producer first writes one untimed record to every partition
-	// and waits for its acknowledgement: the clock starts once every
-	// connection is open and every partition has a leader that took it
-	// up, so the figures measure producing, not the creation of a topic.
+	// Each producer first writes untimed records (warmProducer): the clock
+	// starts once every connection and stream is open and every partition
+	// has a leader that took it up, so the figures measure producing, not
+	// the creation of a topic.
 	var wg, warm sync.WaitGroup
-	var start time.Time
+	var warmed atomic.Int64
+	starts := make([]time.Time, o.producers)
 	begin := make(chan struct{})
 	warm.Add(o.producers)
 	for i := range o.producers {
@@ -218,24 +221,36 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := newClient(o.broker)
+			c, p, err := warmProducer(ctx, o, acks, nparts, values[0], int32(lo%int64(nparts)))
+			warm.Done()
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
-				warm.Done()
 				return
 			}
 			defer c.Close()
-			err = warmUp(ctx, c, acks, o.topic, nparts, values[0])
-			warm.Done()
-			if err != nil {
-				firstErr.CompareAndSwap(nil, fmt.Errorf("warm-up: %w", err))
-				return
-			}
-			p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight, ManualPartitions: o.roundRobin})
 			defer func() { _ = p.Close() }()
 			<-begin
 			perProducer := o.rate / float64(o.producers)
+			// The warm-up: records like the measured ones, unmeasured.
+			wstart := time.Now()
+			for k := 0; o.warmup > 0; k++ {
+				now := time.Now()
+				if now.Sub(wstart) >= o.warmup {
+					break
+				}
+				if perProducer > 0 {
+					if d := wstart.Add(time.Duration(float64(k) / perProducer * float64(time.Second))).Sub(now); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				if err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32((lo + int64(k)) % int64(nparts)), Value: values[k%len(values)]}, nil); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				warmed.Add(1)
+			}
 			pstart := time.Now()
+			starts[i] = pstart
 			for j := lo; j < hi; j++ {
 				// Reading the clock is not free on every VM: read it once per
 				// record (the send time doubles as the record timestamp).
@@ -267,11 +282,21 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	}
 	warm.Wait()
 	go progress(cmd.ErrOrStderr(), "produced", o.records, &done, stop)
-	start = time.Now()
 	close(begin)
 	wg.Wait()
-	elapsed := time.Since(start)
+	end := time.Now()
 	close(stop)
+	// The clock runs from the first producer's first measured record.
+	start := end
+	for _, t := range starts {
+		if !t.IsZero() && t.Before(start) {
+			start = t
+		}
+	}
+	elapsed := end.Sub(start)
+	if o.warmup > 0 {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warm-up: %d records in %s before the measured ones\n", warmed.Load(), o.warmup)
+	}
 	if e := firstErr.Load(); e != nil {
 		return fmt.Errorf("%d records failed: %w", failed.Load(), e.(error))
 	}
@@ -280,16 +305,33 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	return nil
 }
 
-// warmUp produces one record to every partition of topic through c and
-// waits for their acknowledgements.
-func warmUp(ctx context.Context, c *client.Client, acks stratav1.Acks, topic string, nparts int32, value []byte) error {
-	p := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: true})
-	defer func() { _ = p.Close() }()
+// warmProducer connects a client and its bench producer, and produces
+// untimed records first: one to every partition of the topic (each then
+// has a leader that took it up), and one through the producer itself (to
+// partition first), so that its stream is open and its metadata cached.
+func warmProducer(ctx context.Context, o *benchOptions, acks stratav1.Acks, nparts int32, value []byte, first int32) (*client.Client, *client.Producer, error) {
+	c, err := newClient(o.broker)
+	if err != nil {
+		return nil, nil, err
+	}
+	w := c.NewProducer(client.ProducerConfig{Acks: acks, ManualPartitions: true})
 	recs := make([]*client.Record, nparts)
 	for i := range recs {
-		recs[i] = &client.Record{Topic: topic, Partition: int32(i), Value: value}
+		recs[i] = &client.Record{Topic: o.topic, Partition: int32(i), Value: value}
 	}
-	return p.ProduceSync(ctx, recs...)
+	err = w.ProduceSync(ctx, recs...)
+	_ = w.Close()
+	if err != nil {
+		c.Close()
+		return nil, nil, fmt.Errorf("warm-up: %w", err)
+	}
+	p := c.NewProducer(client.ProducerConfig{Acks: acks, Linger: o.linger, BatchBytes: o.batchBytes, MaxInFlightBytes: o.inFlight, ManualPartitions: o.roundRobin})
+	if err := p.ProduceSync(ctx, &client.Record{Topic: o.topic, Partition: first, Value: value}); err != nil {
+		_ = p.Close()
+		c.Close()
+		return nil, nil, fmt.Errorf("warm-up: %w", err)
+	}
+	return c, p, nil
 }
 
 func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {
