@@ -195,6 +195,7 @@ type Server struct {
 	// measured it; uploadErr the last upload failure (nil once one works).
 	localBytes atomic.Int64
 	uploadErr  atomic.Pointer[error]
+	uploadBufs *uploadBufferPool
 
 	mu struct {
 		sync.RWMutex
@@ -243,6 +244,7 @@ func New(cfg Config, store *metadata.Store, m *Metrics) *Server {
 	s.walFull = make(chan struct{}, 1)
 	s.walSem = make(chan struct{}, 1)
 	s.assignNow = make(chan struct{}, 1)
+	s.uploadBufs = newUploadBufferPool(cfg.UploadConcurrency)
 	s.limiter = compaction.NewLimiter(cfg.CompactionBytesPerSec)
 	if cfg.Objects != nil {
 		s.reader = tiering.NewReader(cfg.Objects, cfg.Reader)

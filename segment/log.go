@@ -987,6 +987,14 @@ func (l *Log) Segments() []SegmentInfo {
 // ReadSegment returns the bytes of the sealed segment with the given base
 // offset (every batch CRC-checked), for sealing into an object.
 func (l *Log) ReadSegment(base int64) ([]byte, error) {
+	return l.ReadSegmentInto(nil, base)
+}
+
+// ReadSegmentInto is ReadSegment reading into dst's storage when it is
+// large enough (a fresh slice otherwise): a caller that seals segment
+// after segment reuses one buffer instead of asking the runtime for 64
+// MiB of new memory each time.
+func (l *Log) ReadSegmentInto(dst []byte, base int64) ([]byte, error) {
 	l.mu.RLock()
 	var s *logSegment
 	var size int64
@@ -1000,7 +1008,11 @@ func (l *Log) ReadSegment(base int64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: no sealed segment at %d", ErrOutOfRange, base)
 	}
 	defer s.release()
-	b := make([]byte, size)
+	b := dst[:0]
+	if int64(cap(b)) < size {
+		b = make([]byte, size)
+	}
+	b = b[:size]
 	if _, err := s.log.ReadAt(b, 0); err != nil {
 		return nil, fmt.Errorf("segment: read %s: %w", s.path, err)
 	}

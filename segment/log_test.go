@@ -671,3 +671,34 @@ func TestRecoveryDropsSegmentsAfterAGap(t *testing.T) {
 		t.Fatalf("append after recovery at %d (%v), want %d", first, err, got[1].NextOffset)
 	}
 }
+
+// TestReadSegmentInto: with a large enough buffer the sealed segment is
+// read into it (no new memory), with the bytes ReadSegment returns.
+func TestReadSegmentInto(t *testing.T) {
+	l := openTest(t, Config{Dir: t.TempDir(), SegmentBytes: 4 << 10, SyncPolicy: SyncNever})
+	for i := 0; len(l.Segments()) < 3; i++ {
+		if _, _, err := l.Append(testBatch(i, 2, 100, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Roll(); err != nil {
+		t.Fatal(err)
+	}
+	base := l.Segments()[0].BaseOffset
+	want, err := l.ReadSegment(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 0, 64<<10)
+	got, err := l.ReadSegmentInto(buf, base)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("ReadSegmentInto: %d bytes (%v), want the %d of ReadSegment", len(got), err, len(want))
+	}
+	if &got[0] != &buf[:1][0] {
+		t.Fatal("ReadSegmentInto did not read into the buffer it was given")
+	}
+	small, err := l.ReadSegmentInto(make([]byte, 10), base)
+	if err != nil || !bytes.Equal(small, want) {
+		t.Fatalf("ReadSegmentInto with a small buffer: %d bytes (%v)", len(small), err)
+	}
+}
