@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
@@ -49,16 +50,7 @@ type testBroker struct {
 // t.Cleanup: the gRPC server stops, Run returns, etcd closes.
 func startBroker(t *testing.T, opts ...func(*Config)) *testBroker {
 	t.Helper()
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cli, err := emb.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	_, cli := etcdtest.Start(t)
 	store := metadata.New(cli, "test")
 
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -25,7 +25,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
-	"github.com/strata-stream/strata/metadata"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
 )
@@ -557,11 +557,7 @@ func TestServeOperations(t *testing.T) {
 // that etcd under /strata/<cluster>/, so another broker of the cluster
 // would see them.
 func TestExternalEtcd(t *testing.T) {
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
+	emb, _ := etcdtest.Start(t) // after the brokers (cleanups run last-in first-out)
 	b := startBroker(t, "", "--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--cluster", "itest")
 	mustCLI(t, b, nil, "topic", "create", "ext", "--partitions", "2")
 	mustCLI(t, b, []byte("one\ntwo\n"), "produce", "ext", "--partition", "1")

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/internal/miniotest"
-	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -42,11 +42,7 @@ func startChaosCluster(t *testing.T, bucket string, ttl time.Duration, dataDirs 
 	t.Helper()
 	m := miniotest.Start(t)
 	m.MakeBucket(t, bucket)
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
+	emb, _ := etcdtest.Start(t) // after the brokers (cleanups run last-in first-out)
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
 	storeURL := fmt.Sprintf("s3://%s/c1?endpoint=%s&region=us-east-1&path-style=true", bucket, m.Endpoint())
 	cc := &chaosCluster{}
@@ -57,6 +53,7 @@ func startChaosCluster(t *testing.T, bucket string, ttl time.Duration, dataDirs 
 		cc.brokers = append(cc.brokers, b)
 		seeds = append(seeds, b.Addr)
 	}
+	var err error
 	cc.c, err = client.New(client.Config{Brokers: seeds})
 	if err != nil {
 		t.Fatal(err)

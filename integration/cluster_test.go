@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/internal/miniotest"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -44,11 +45,7 @@ func leaders(t *testing.T, c *client.Client, topic string) map[int32]int32 {
 func TestClusterFailover(t *testing.T) {
 	m := miniotest.Start(t)
 	m.MakeBucket(t, "cluster")
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
+	emb, _ := etcdtest.Start(t) // after the brokers (cleanups run last-in first-out)
 	const ttl = 6 * time.Second
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
 	storeURL := fmt.Sprintf("s3://cluster/c1?endpoint=%s&region=us-east-1&path-style=true", m.Endpoint())
@@ -149,11 +146,7 @@ func TestClusterFailover(t *testing.T) {
 // leader resumes (SIGCONT) it acknowledges nothing for the partition and
 // commits nothing to etcd, then rejoins as an ordinary member.
 func TestFrozenLeaderIsFenced(t *testing.T) {
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
+	emb, _ := etcdtest.Start(t)
 	m := miniotest.Start(t)
 	m.MakeBucket(t, "fenced")
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}

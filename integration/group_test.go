@@ -26,8 +26,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/internal/miniotest"
-	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -47,16 +47,7 @@ func startGroupCluster(t *testing.T) *groupCluster {
 	t.Helper()
 	m := miniotest.Start(t)
 	m.MakeBucket(t, "groups")
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cli, err := emb.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	emb, cli := etcdtest.Start(t)
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey}
 	storeURL := fmt.Sprintf("s3://groups/c1?endpoint=%s&region=us-east-1&path-style=true", m.Endpoint())
 	gc := &groupCluster{etcd: cli, prefix: "/strata/strata/"}

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/internal/miniotest"
-	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
@@ -144,11 +144,7 @@ func TestTieredStorage(t *testing.T) {
 	m := miniotest.Start(t)
 	m.MakeBucket(t, tierBucket)
 	mc := m.Client(t)
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close) // after the brokers (cleanups run last-in first-out)
+	emb, _ := etcdtest.Start(t) // after the brokers (cleanups run last-in first-out)
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey, "AWS_REGION=us-east-1"}
 	storeURL := fmt.Sprintf("s3://%s/%s?endpoint=%s&region=us-east-1&path-style=true", tierBucket, tierPrefix, m.Endpoint())
 	dataDir := t.TempDir()

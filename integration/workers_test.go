@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/internal/miniotest"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -46,16 +47,7 @@ func startWorkersEnv(t *testing.T, extra ...string) *workersEnv {
 	t.Helper()
 	m := miniotest.Start(t)
 	m.MakeBucket(t, workBucket)
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cli, err := emb.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	emb, cli := etcdtest.Start(t)
 	env := []string{"AWS_ACCESS_KEY_ID=" + miniotest.AccessKey, "AWS_SECRET_ACCESS_KEY=" + miniotest.SecretKey, "AWS_REGION=us-east-1"}
 	storeURL := fmt.Sprintf("s3://%s/%s?endpoint=%s&region=us-east-1&path-style=true", workBucket, workPrefix, m.Endpoint())
 	args := append([]string{"--etcd-endpoints", strings.Join(emb.Endpoints(), ","), "--object-store", storeURL,

@@ -10,6 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/tiering"
 	"github.com/strata-stream/strata/tiering/objstore"
@@ -28,19 +29,11 @@ type sweepEnv struct {
 
 func newSweepEnv(t *testing.T) (*sweepEnv, context.Context) {
 	t.Helper()
-	emb, err := metadata.StartEmbedded(metadata.EmbeddedConfig{Dir: t.TempDir(), LogLevel: "fatal"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Close)
-	cli, err := emb.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
+	_, cli := etcdtest.Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	e := &sweepEnv{store: metadata.New(cli, "sweep"), cli: cli, bucket: objstore.NewMem()}
+	var err error
 	if e.topic, err = e.store.CreateTopic(ctx, metadata.Topic{Name: "orders", Partitions: 1}); err != nil {
 		t.Fatal(err)
 	}
