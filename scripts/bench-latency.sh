@@ -12,14 +12,7 @@
 # bin/strata (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
-# broker already answering there would be measured instead: refuse.
-PORT=${PORT:-19400}
-HTTP_PORT=$((PORT + 1))
-if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
-  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
-  exit 1
-fi
+. scripts/broker-env.sh
 RUNS=$1 SIZE=$2 RATE=$3
 shift 3
 work=$(mktemp -d)
@@ -34,7 +27,7 @@ for i in $(seq "$RUNS"); do
   out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
     --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" 2>/dev/null)
   echo "run $i: $(echo "$out" | tr '\n' ' ')"
-  echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/p99"
+  echo "$out" | p99 >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done
-echo "MEDIAN p99 $SIZE B at $RATE records/s ($*): $(sort -g "$work/p99" | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') ms"
+echo "MEDIAN p99 $SIZE B at $RATE records/s ($*): $(median <"$work/p99") ms"

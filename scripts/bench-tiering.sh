@@ -12,14 +12,7 @@
 # GiB from the broker's own metrics.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
-# broker already answering there would be measured instead: refuse.
-PORT=${PORT:-19400}
-HTTP_PORT=$((PORT + 1))
-if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
-  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
-  exit 1
-fi
+. scripts/broker-env.sh
 RECORDS=${1:-2000000}
 RUNS=${2:-3}
 work=$(mktemp -d)

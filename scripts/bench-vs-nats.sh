@@ -28,14 +28,7 @@
 # the sustained rate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
-# broker already answering there would be measured instead: refuse.
-PORT=${PORT:-19400}
-HTTP_PORT=$((PORT + 1))
-if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
-  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
-  exit 1
-fi
+. scripts/broker-env.sh
 RUNS=${1:-5}
 NATS_BIN=${NATS_BIN:-$HOME/.cache/strata-tools/nats}
 PATH=$NATS_BIN:$PATH
@@ -47,8 +40,6 @@ nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>
 nats_pid=$!
 for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
 export STRATA_BROKER=127.0.0.1:$PORT NATS_URL=nats://127.0.0.1:14222
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 metric() { # name: the broker's sum of a counter over its labels
   curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 ~ "^"m"({|$)" {s += $2} END {printf "%d", s}'
@@ -83,7 +74,7 @@ bench() { # size records
 quiesce() { # wait until the broker's uploads to the bucket have caught up
   local prev=-1 cur n=0
   while [ "$n" -lt 3 ]; do
-    cur=$(curl -s 127.0.0.1:$HTTP_PORT/metrics | awk '/^strata_tier_uploaded_raw_bytes_total/ {s += $2} END {printf "%d", s}')
+    cur=$(metric strata_tier_uploaded_raw_bytes_total)
     if [ "$cur" = "$prev" ]; then n=$((n + 1)); else n=0; fi
     prev=$cur
     sleep 1
@@ -102,7 +93,7 @@ half() { # size: Strata alone at half its median sustained rate
     quiesce
     out=$(./bin/strata bench produce --topic "h$size-$i" --records $((half * 4)) --record-size "$size" --acks leader --rate "$half" --batch-bytes 65536 --linger 1ms --warmup 1s 2>/dev/null)
     echo "strata $size B at $half records/s run $i: $(echo "$out" | tr '\n' ' ')"
-    echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/h$size"
+    echo "$out" | p99 >>"$work/h$size"
   done
   echo "SUMMARY $size B: strata median $smax records/s acknowledged ($umax sustained), nats median $nmax records/s ($(awk "BEGIN {printf \"%.2f\", $smax/$nmax}")x); strata p99 at $half records/s: median $(median <"$work/h$size") ms"
 }

@@ -12,14 +12,7 @@
 # the broker's metrics; then acks=all as fast as it goes (1 partition).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
-# broker already answering there would be measured instead: refuse.
-PORT=${PORT:-19400}
-HTTP_PORT=$((PORT + 1))
-if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
-  echo "something already serves 127.0.0.1:$HTTP_PORT; set PORT to a free port" >&2
-  exit 1
-fi
+. scripts/broker-env.sh
 RUNS=${1:-3}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
@@ -30,7 +23,6 @@ export STRATA_BROKER=127.0.0.1:$PORT
   --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on ${SERVE_FLAGS:-} &
 for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
 metric() { curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for parts in 1 100; do
   : >"$work/p99-$parts"; : >"$work/puts-$parts"
@@ -43,7 +35,7 @@ for parts in 1 100; do
     w1=$(metric strata_wal_objects_total)
     puts=$(awk "BEGIN {printf \"%.1f\", ($w1-$w0)/($t1-$t0)}")
     echo "acks=all 20 MB/s, $parts partition(s), run $i: $(echo "$out" | tr '\n' ' ') WAL PUTs/s: $puts"
-    echo "$out" | awk '/latency/ {gsub("ms,","",$6); print $6}' >>"$work/p99-$parts"
+    echo "$out" | p99 >>"$work/p99-$parts"
     echo "$puts" >>"$work/puts-$parts"
   done
   echo "SUMMARY $parts partition(s): acks=all p99 at 20 MB/s median $(median <"$work/p99-$parts") ms; WAL PUTs/s median $(median <"$work/puts-$parts")"

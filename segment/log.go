@@ -190,27 +190,33 @@ func Open(cfg Config) (*Log, error) {
 	// What a crashed process left in the page cache counts as synced from
 	// here on: make it so for the last two segments (older ones were
 	// sealed before the last roll).
-	for _, s := range segs[max(0, len(segs)-2):] {
-		if err := s.log.Sync(); err != nil {
-			for _, s := range segs {
-				s.closeFiles()
-			}
-			return nil, fmt.Errorf("segment: sync %s: %w", s.path, err)
+	if err := syncTail(cfg.FS, cfg.Dir, segs); err != nil {
+		for _, s := range segs {
+			s.closeFiles()
 		}
-	}
-	if len(segs) > 1 {
-		if err := cfg.FS.SyncDir(cfg.Dir); err != nil {
-			for _, s := range segs {
-				s.closeFiles()
-			}
-			return nil, fmt.Errorf("segment: sync log dir: %w", err)
-		}
+		return nil, err
 	}
 	l.mu.segments = segs
 	l.mu.written = last.next
 	l.mu.synced = last.next
 	go l.syncLoop()
 	return l, nil
+}
+
+// syncTail fsyncs the last two segments and, when there are two, the
+// directory: what a crash may have left unsynced there.
+func syncTail(fsys FS, dir string, segs []*logSegment) error {
+	for _, s := range segs[max(0, len(segs)-2):] {
+		if err := s.log.Sync(); err != nil {
+			return fmt.Errorf("segment: sync %s: %w", s.path, err)
+		}
+	}
+	if len(segs) > 1 {
+		if err := fsys.SyncDir(dir); err != nil {
+			return fmt.Errorf("segment: sync log dir: %w", err)
+		}
+	}
+	return nil
 }
 
 // recover opens every segment in the directory, or creates the first one.
@@ -506,27 +512,16 @@ func olderThan(s *logSegment, age time.Duration, now time.Time) bool {
 // the roll of a full segment by Append, it returns once the rolled
 // segment is sealed (appends go on meanwhile).
 func (l *Log) Roll() error {
-	l.appendMu.Lock()
-	l.mu.RLock()
-	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
-	l.mu.RUnlock()
-	switch {
-	case closed:
-		l.appendMu.Unlock()
-		return ErrClosed
-	case failed != nil:
-		l.appendMu.Unlock()
-		return failed
-	case active.size == 0:
-		l.appendMu.Unlock()
-		return nil
-	}
-	_, err := l.rollLocked()
-	l.appendMu.Unlock()
-	if err != nil {
-		return err
-	}
-	return l.seal(active)
+	_, err := l.rollSealed(func(active *logSegment, failed error, closed bool) (bool, error) {
+		switch {
+		case closed:
+			return false, ErrClosed
+		case failed != nil:
+			return false, failed
+		}
+		return active.size > 0, nil
+	})
+	return err
 }
 
 // MaybeRoll rolls the active segment when it is older than SegmentAge, so
@@ -539,16 +534,27 @@ func (l *Log) MaybeRoll() (bool, error) {
 // at least age ago (0: never). It reports whether it rolled.
 // Like Roll, it returns once the rolled segment is sealed.
 func (l *Log) RollOlderThan(age time.Duration) (bool, error) {
+	return l.rollSealed(func(active *logSegment, failed error, closed bool) (bool, error) {
+		// A closed or failed log has nothing to roll; appends report why.
+		healthy := !closed && failed == nil
+		return healthy && active.size > 0 && olderThan(active, age, l.cfg.Now()), nil
+	})
+}
+
+// rollSealed rolls the active segment when roll (asked under appendMu)
+// says so, and returns once the rolled segment is sealed; appends wait
+// only for the roll itself. It reports whether it rolled.
+func (l *Log) rollSealed(roll func(active *logSegment, failed error, closed bool) (bool, error)) (bool, error) {
 	l.appendMu.Lock()
 	l.mu.RLock()
-	active, healthy := l.mu.segments[len(l.mu.segments)-1], !l.mu.closed && l.mu.failed == nil
+	active, failed, closed := l.mu.segments[len(l.mu.segments)-1], l.mu.failed, l.mu.closed
 	l.mu.RUnlock()
-	// A closed or failed log has nothing to roll; appends report why.
-	if !healthy || active.size == 0 || !olderThan(active, age, l.cfg.Now()) {
+	ok, err := roll(active, failed, closed)
+	if !ok {
 		l.appendMu.Unlock()
-		return false, nil
+		return false, err
 	}
-	_, err := l.rollLocked()
+	_, err = l.rollLocked()
 	l.appendMu.Unlock()
 	if err == nil {
 		err = l.seal(active)

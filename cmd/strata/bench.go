@@ -238,11 +238,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 				if now.Sub(wstart) >= o.warmup {
 					break
 				}
-				if perProducer > 0 {
-					if d := wstart.Add(time.Duration(float64(k) / perProducer * float64(time.Second))).Sub(now); d > 0 {
-						time.Sleep(d)
-					}
-				}
+				pace(now, wstart, int64(k), perProducer)
 				if err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32((lo + int64(k)) % int64(nparts)), Value: values[k%len(values)]}, nil); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
@@ -255,12 +251,8 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 				// Reading the clock is not free on every VM: read it once per
 				// record (the send time doubles as the record timestamp).
 				sent := time.Now()
-				if perProducer > 0 {
-					due := pstart.Add(time.Duration(float64(j-lo) / perProducer * float64(time.Second)))
-					if d := due.Sub(sent); d > 0 {
-						time.Sleep(d)
-						sent = time.Now()
-					}
+				if pace(sent, pstart, j-lo, perProducer) {
+					sent = time.Now()
 				}
 				err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32(j % int64(nparts)), Value: values[j%int64(len(values))], Timestamp: sent}, func(_ *client.Record, err error) {
 					lat[j] = time.Since(sent)
@@ -303,6 +295,21 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, nparts),
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
+}
+
+// pace sleeps until record k of a producer that started at start is due
+// at rate records/s, now being the time; it reports whether it slept (a
+// rate of 0, or a record already late, does not wait).
+func pace(now, start time.Time, k int64, rate float64) bool {
+	if rate <= 0 {
+		return false
+	}
+	d := start.Add(time.Duration(float64(k) / rate * float64(time.Second))).Sub(now)
+	if d <= 0 {
+		return false
+	}
+	time.Sleep(d)
+	return true
 }
 
 // warmProducer connects a client and its bench producer, and produces
