@@ -97,17 +97,6 @@ func (s *Store) offsetKey(group string, tp TopicPartition) string {
 	return s.offsetsPrefix(group) + tp.Topic + "/" + strconv.Itoa(int(tp.Partition))
 }
 
-// ValidateGroupName checks a group name: the rules of topic names (1 to
-// 249 characters of [a-zA-Z0-9._-], not "." or ".."). Errors wrap
-// ErrInvalidGroupName.
-func ValidateGroupName(name string) error {
-	if err := ValidateTopicName(name); err != nil {
-		msg := strings.TrimPrefix(err.Error(), ErrInvalidTopicName.Error()+": ")
-		return fmt.Errorf("%w: %s", ErrInvalidGroupName, msg)
-	}
-	return nil
-}
-
 // AcquireGroupCoordinator makes brokerID the coordinator of group, bound
 // to lease. It fails with ErrCoordinatorExists while a coordinator key of
 // another lease is alive. A key left by the same lease is taken over with
