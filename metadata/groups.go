@@ -495,36 +495,6 @@ func DecodeGroupState(b []byte) (GroupState, error) {
 	return st, nil
 }
 
-// GetPartitionStates returns the recorded offsets of the partitions [0, n)
-// of topic (partitions without a state key are absent), reading up to
-// maxTxnPuts keys per round trip.
-func (s *Store) GetPartitionStates(ctx context.Context, topic string, n int32) (map[int32]PartitionState, error) {
-	out := map[int32]PartitionState{}
-	for lo := int32(0); lo < n; lo += maxTxnPuts {
-		hi := min(n, lo+maxTxnPuts)
-		ops := make([]clientv3.Op, 0, hi-lo)
-		for p := lo; p < hi; p++ {
-			ops = append(ops, clientv3.OpGet(s.partitionKey(topic, p, "state")))
-		}
-		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-		if err != nil {
-			return nil, fmt.Errorf("metadata: get states of %s: %w", topic, err)
-		}
-		for i, r := range resp.Responses {
-			kvs := r.GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				continue
-			}
-			var st PartitionState
-			if err := json.Unmarshal(kvs[0].Value, &st); err != nil {
-				return nil, fmt.Errorf("metadata: decode state of %s/%d: %w", topic, lo+int32(i), err)
-			}
-			out[lo+int32(i)] = st
-		}
-	}
-	return out, nil
-}
-
 // isGroupError reports whether err is a group domain error (not an etcd
 // failure).
 func isGroupError(err error) bool {
