@@ -154,10 +154,9 @@ func (s *Store) GroupCoordinator(ctx context.Context, group string) (int32, bool
 // ReleaseGroupCoordinator deletes the coordinator key if fence is still
 // current (a no-op otherwise).
 func (s *Store) ReleaseGroupCoordinator(ctx context.Context, fence GroupFence) error {
-	key := s.coordinatorKey(fence.Group)
 	_, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", fence.ModRevision)).
-		Then(clientv3.OpDelete(key)).
+		If(s.groupFence(fence)).
+		Then(clientv3.OpDelete(s.coordinatorKey(fence.Group))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("metadata: release coordinator of group %s: %w", fence.Group, err)
@@ -189,19 +188,20 @@ func (s *Store) CommitGroup(ctx context.Context, fence GroupFence, state *GroupS
 		v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
 		ops = append(ops, clientv3.OpPut(s.offsetKey(fence.Group, tp), string(v)))
 	}
-	fenceCmp := clientv3.Compare(clientv3.ModRevision(s.coordinatorKey(fence.Group)), "=", fence.ModRevision)
-	for len(ops) > 0 {
-		chunk := ops[:min(len(ops), maxGroupTxnOps)]
-		ops = ops[len(chunk):]
-		resp, err := s.cli.Txn(ctx).If(fenceCmp).Then(chunk...).Commit()
-		if err != nil {
-			return fmt.Errorf("metadata: commit group %s: %w", fence.Group, err)
-		}
-		if !resp.Succeeded {
-			return fmt.Errorf("%w: coordinator of group %s (revision %d)", ErrFenced, fence.Group, fence.ModRevision)
-		}
+	ok, err := s.txnInChunks(ctx, maxGroupTxnOps, ops, s.groupFence(fence))
+	if err != nil {
+		return fmt.Errorf("metadata: commit group %s: %w", fence.Group, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: coordinator of group %s (revision %d)", ErrFenced, fence.Group, fence.ModRevision)
 	}
 	return nil
+}
+
+// groupFence holds while fence is the group's current coordinator: the
+// comparison of every write of the coordinator.
+func (s *Store) groupFence(fence GroupFence) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(s.coordinatorKey(fence.Group)), "=", fence.ModRevision)
 }
 
 // ReadGroup returns what etcd holds about group (one consistent read), or
@@ -397,17 +397,11 @@ func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map
 			v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
 			ops = append(ops, clientv3.OpPut(s.offsetKey(group, tp), string(v)))
 		}
-		raced := false
-		for len(ops) > 0 && !raced {
-			chunk := ops[:min(len(ops), maxGroupTxnOps)]
-			ops = ops[len(chunk):]
-			txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(stateKey), "=", rev)).Then(chunk...).Commit()
-			if err != nil {
-				return nil, fmt.Errorf("metadata: reset offsets of group %s: %w", group, err)
-			}
-			raced = !txn.Succeeded
+		ok, err := s.txnInChunks(ctx, maxGroupTxnOps, ops, clientv3.Compare(clientv3.ModRevision(stateKey), "=", rev))
+		if err != nil {
+			return nil, fmt.Errorf("metadata: reset offsets of group %s: %w", group, err)
 		}
-		if !raced {
+		if ok {
 			return prev, nil
 		}
 	}

@@ -421,6 +421,24 @@ func (s *Store) fencedPut(ctx context.Context, lead Leadership, key, value strin
 	return nil
 }
 
+// txnInChunks commits ops in order, in transactions of up to maxOps
+// operations, each guarded by cmps. It reports false at the first
+// transaction whose guard fails; the ones before it stay applied.
+func (s *Store) txnInChunks(ctx context.Context, maxOps int, ops []clientv3.Op, cmps ...clientv3.Cmp) (bool, error) {
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxOps)]
+		ops = ops[len(chunk):]
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(chunk...).Commit()
+		if err != nil {
+			return false, err
+		}
+		if !resp.Succeeded {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // UpdatePartitionState stores a partition's offsets, fenced by lead: it
 // fails with ErrFenced once lead is no longer the current leadership.
 func (s *Store) UpdatePartitionState(ctx context.Context, lead Leadership, st PartitionState) error {
