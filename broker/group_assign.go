@@ -45,15 +45,12 @@ var assignors = map[string]assignFunc{
 	AssignorCooperativeSticky: assignSticky,
 }
 
-// validAssignor returns name, or the default for "", or ErrInvalidRequest.
-func validAssignor(name string) (string, error) {
-	if name == "" {
-		return AssignorCooperativeSticky, nil
-	}
+// validAssignor is ErrInvalidRequest for a name no assignor has.
+func validAssignor(name string) error {
 	if _, ok := assignors[name]; !ok {
-		return "", fmt.Errorf("%w: unknown assignor %q (want range, roundrobin or cooperative-sticky)", ErrInvalidRequest, name)
+		return fmt.Errorf("%w: unknown assignor %q (want range, roundrobin or cooperative-sticky)", ErrInvalidRequest, name)
 	}
-	return name, nil
+	return nil
 }
 
 // subscribers returns, per topic with partitions, the ids of the members

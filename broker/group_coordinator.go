@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"sync"
 	"time"
 
@@ -301,7 +300,7 @@ func (g *group) loop(ctx context.Context) {
 				nextCheck = next
 			}
 		}
-		due, dirty := g.flushDue(now)
+		due, dirty := g.flushDue()
 		if dirty && !due.After(now) {
 			if err := g.flush(ctx, now); err != nil && ctx.Err() == nil {
 				if errors.Is(err, ErrNotCoordinator) {
@@ -311,7 +310,7 @@ func (g *group) loop(ctx context.Context) {
 				c.s.logger.Warn("group flush failed; retrying", "group", g.name, "err", err)
 			}
 			now = c.s.cfg.Now()
-			due, dirty = g.flushDue(now)
+			due, dirty = g.flushDue()
 		}
 		if g.idle(now) {
 			c.unload(g, fmt.Errorf("%w: group %s is empty", ErrNotCoordinator, g.name), true)
@@ -327,7 +326,7 @@ func (g *group) loop(ctx context.Context) {
 
 // flushDue returns when the next flush may run, and whether there is
 // anything to flush.
-func (g *group) flushDue(now time.Time) (time.Time, bool) {
+func (g *group) flushDue() (time.Time, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.mu.lastFlush.Add(g.c.cfg.CommitInterval), g.mu.stateDirty || len(g.mu.dirty) > 0
@@ -436,9 +435,7 @@ func (g *group) flush(ctx context.Context, now time.Time) error {
 		}
 	}
 	if admitted {
-		if !maps.Equal(counts, g.mu.partitions) {
-			g.mu.partitions = counts
-		}
+		g.mu.partitions = counts
 		g.recomputeLocked()
 		g.reconcileAllLocked(now)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/strata-stream/strata/metadata"
@@ -90,8 +89,8 @@ func validateJoin(j *stratav1.JoinGroup, defaultSession time.Duration) (string, 
 	if req.owned, err = validateTopicPartitions(j.GetOwned()); err != nil {
 		return "", req, err
 	}
-	if j.GetAssignor() != "" {
-		if req.assignor, err = validAssignor(j.GetAssignor()); err != nil {
+	if req.assignor = j.GetAssignor(); req.assignor != "" {
+		if err := validAssignor(req.assignor); err != nil {
 			return "", req, err
 		}
 	}
@@ -403,10 +402,11 @@ func (gs groupService) DescribeGroup(ctx context.Context, req *stratav1.Describe
 		if err != nil {
 			return nil, toStatus(err)
 		}
+		sub := subscribed(views, t)
 		for p := range meta.Partitions {
 			tp := topicPartition{Topic: t, Partition: p}
 			ends[tp] = e[p]
-			if subscribed(views, t) {
+			if sub {
 				rows[tp] = true
 			}
 		}
@@ -472,14 +472,12 @@ func (gs groupService) ResetOffsets(ctx context.Context, req *stratav1.ResetOffs
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	tps := slices.Collect(maps.Keys(prev))
+	sortTPs(tps)
 	resp := &stratav1.ResetOffsetsResponse{}
-	for tp, o := range prev {
-		resp.Previous = append(resp.Previous, &stratav1.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: o})
+	for _, tp := range tps {
+		resp.Previous = append(resp.Previous, &stratav1.PartitionOffset{Topic: tp.Topic, Partition: tp.Partition, Offset: prev[tp]})
 	}
-	sort.Slice(resp.Previous, func(i, j int) bool {
-		a, b := resp.Previous[i], resp.Previous[j]
-		return topicPartition{Topic: a.Topic, Partition: a.Partition}.Less(topicPartition{Topic: b.Topic, Partition: b.Partition})
-	})
 	return resp, nil
 }
 

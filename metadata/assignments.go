@@ -50,20 +50,14 @@ func (s *Store) SetAssignments(ctx context.Context, fence ControllerFence, topic
 		v, _ := json.Marshal(Assignment{BrokerID: b})
 		ops = append(ops, clientv3.OpPut(s.assignmentKey(topic, p), string(v)))
 	}
-	for len(ops) > 0 {
-		chunk := ops[:min(len(ops), maxTxnPuts)]
-		ops = ops[len(chunk):]
-		resp, err := s.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev),
-				clientv3.Compare(clientv3.CreateRevision(s.topicKey(topic)), ">", 0)).
-			Then(chunk...).
-			Commit()
-		if err != nil {
-			return fmt.Errorf("metadata: assign partitions of %s: %w", topic, err)
-		}
-		if !resp.Succeeded {
-			return fmt.Errorf("%w: controller %s (rev %d) or topic %s gone", ErrFenced, fence.Key, fence.Rev, topic)
-		}
+	ok, err := s.txnInChunks(ctx, maxTxnPuts, ops,
+		clientv3.Compare(clientv3.CreateRevision(fence.Key), "=", fence.Rev),
+		clientv3.Compare(clientv3.CreateRevision(s.topicKey(topic)), ">", 0))
+	if err != nil {
+		return fmt.Errorf("metadata: assign partitions of %s: %w", topic, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: controller %s (rev %d) or topic %s gone", ErrFenced, fence.Key, fence.Rev, topic)
 	}
 	return nil
 }

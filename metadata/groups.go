@@ -97,17 +97,6 @@ func (s *Store) offsetKey(group string, tp TopicPartition) string {
 	return s.offsetsPrefix(group) + tp.Topic + "/" + strconv.Itoa(int(tp.Partition))
 }
 
-// ValidateGroupName checks a group name: the rules of topic names (1 to
-// 249 characters of [a-zA-Z0-9._-], not "." or ".."). Errors wrap
-// ErrInvalidGroupName.
-func ValidateGroupName(name string) error {
-	if err := ValidateTopicName(name); err != nil {
-		msg := strings.TrimPrefix(err.Error(), ErrInvalidTopicName.Error()+": ")
-		return fmt.Errorf("%w: %s", ErrInvalidGroupName, msg)
-	}
-	return nil
-}
-
 // AcquireGroupCoordinator makes brokerID the coordinator of group, bound
 // to lease. It fails with ErrCoordinatorExists while a coordinator key of
 // another lease is alive. A key left by the same lease is taken over with
@@ -165,10 +154,9 @@ func (s *Store) GroupCoordinator(ctx context.Context, group string) (int32, bool
 // ReleaseGroupCoordinator deletes the coordinator key if fence is still
 // current (a no-op otherwise).
 func (s *Store) ReleaseGroupCoordinator(ctx context.Context, fence GroupFence) error {
-	key := s.coordinatorKey(fence.Group)
 	_, err := s.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(key), "=", fence.ModRevision)).
-		Then(clientv3.OpDelete(key)).
+		If(s.groupFence(fence)).
+		Then(clientv3.OpDelete(s.coordinatorKey(fence.Group))).
 		Commit()
 	if err != nil {
 		return fmt.Errorf("metadata: release coordinator of group %s: %w", fence.Group, err)
@@ -200,19 +188,20 @@ func (s *Store) CommitGroup(ctx context.Context, fence GroupFence, state *GroupS
 		v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
 		ops = append(ops, clientv3.OpPut(s.offsetKey(fence.Group, tp), string(v)))
 	}
-	fenceCmp := clientv3.Compare(clientv3.ModRevision(s.coordinatorKey(fence.Group)), "=", fence.ModRevision)
-	for len(ops) > 0 {
-		chunk := ops[:min(len(ops), maxGroupTxnOps)]
-		ops = ops[len(chunk):]
-		resp, err := s.cli.Txn(ctx).If(fenceCmp).Then(chunk...).Commit()
-		if err != nil {
-			return fmt.Errorf("metadata: commit group %s: %w", fence.Group, err)
-		}
-		if !resp.Succeeded {
-			return fmt.Errorf("%w: coordinator of group %s (revision %d)", ErrFenced, fence.Group, fence.ModRevision)
-		}
+	ok, err := s.txnInChunks(ctx, maxGroupTxnOps, ops, s.groupFence(fence))
+	if err != nil {
+		return fmt.Errorf("metadata: commit group %s: %w", fence.Group, err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: coordinator of group %s (revision %d)", ErrFenced, fence.Group, fence.ModRevision)
 	}
 	return nil
+}
+
+// groupFence holds while fence is the group's current coordinator: the
+// comparison of every write of the coordinator.
+func (s *Store) groupFence(fence GroupFence) clientv3.Cmp {
+	return clientv3.Compare(clientv3.ModRevision(s.coordinatorKey(fence.Group)), "=", fence.ModRevision)
 }
 
 // ReadGroup returns what etcd holds about group (one consistent read), or
@@ -408,17 +397,11 @@ func (s *Store) ResetGroupOffsets(ctx context.Context, group string, offsets map
 			v, _ := json.Marshal(groupOffset{Offset: offsets[tp], CommittedMs: ms})
 			ops = append(ops, clientv3.OpPut(s.offsetKey(group, tp), string(v)))
 		}
-		raced := false
-		for len(ops) > 0 && !raced {
-			chunk := ops[:min(len(ops), maxGroupTxnOps)]
-			ops = ops[len(chunk):]
-			txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(stateKey), "=", rev)).Then(chunk...).Commit()
-			if err != nil {
-				return nil, fmt.Errorf("metadata: reset offsets of group %s: %w", group, err)
-			}
-			raced = !txn.Succeeded
+		ok, err := s.txnInChunks(ctx, maxGroupTxnOps, ops, clientv3.Compare(clientv3.ModRevision(stateKey), "=", rev))
+		if err != nil {
+			return nil, fmt.Errorf("metadata: reset offsets of group %s: %w", group, err)
 		}
-		if !raced {
+		if ok {
 			return prev, nil
 		}
 	}
@@ -504,36 +487,6 @@ func DecodeGroupState(b []byte) (GroupState, error) {
 		}
 	}
 	return st, nil
-}
-
-// GetPartitionStates returns the recorded offsets of the partitions [0, n)
-// of topic (partitions without a state key are absent), reading up to
-// maxTxnPuts keys per round trip.
-func (s *Store) GetPartitionStates(ctx context.Context, topic string, n int32) (map[int32]PartitionState, error) {
-	out := map[int32]PartitionState{}
-	for lo := int32(0); lo < n; lo += maxTxnPuts {
-		hi := min(n, lo+maxTxnPuts)
-		ops := make([]clientv3.Op, 0, hi-lo)
-		for p := lo; p < hi; p++ {
-			ops = append(ops, clientv3.OpGet(s.partitionKey(topic, p, "state")))
-		}
-		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
-		if err != nil {
-			return nil, fmt.Errorf("metadata: get states of %s: %w", topic, err)
-		}
-		for i, r := range resp.Responses {
-			kvs := r.GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				continue
-			}
-			var st PartitionState
-			if err := json.Unmarshal(kvs[0].Value, &st); err != nil {
-				return nil, fmt.Errorf("metadata: decode state of %s/%d: %w", topic, lo+int32(i), err)
-			}
-			out[lo+int32(i)] = st
-		}
-	}
-	return out, nil
 }
 
 // isGroupError reports whether err is a group domain error (not an etcd

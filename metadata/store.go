@@ -356,27 +356,40 @@ func (s *Store) GetLeader(ctx context.Context, topic string, p int32) (Leader, b
 // (partitions without one are absent), reading up to maxTxnPuts leader
 // keys per round trip.
 func (s *Store) GetLeaders(ctx context.Context, topic string, n int32) (map[int32]Leader, error) {
-	out := map[int32]Leader{}
+	return getPartitionValues[Leader](ctx, s, topic, n, "leader")
+}
+
+// GetPartitionStates returns the recorded offsets of the partitions [0, n)
+// of topic (partitions without a state key are absent), reading up to
+// maxTxnPuts keys per round trip.
+func (s *Store) GetPartitionStates(ctx context.Context, topic string, n int32) (map[int32]PartitionState, error) {
+	return getPartitionValues[PartitionState](ctx, s, topic, n, "state")
+}
+
+// getPartitionValues decodes the leaf key of each partition [0, n) of
+// topic that has one, reading up to maxTxnPuts keys per round trip.
+func getPartitionValues[V any](ctx context.Context, s *Store, topic string, n int32, leaf string) (map[int32]V, error) {
+	out := map[int32]V{}
 	for lo := int32(0); lo < n; lo += maxTxnPuts {
 		hi := min(n, lo+maxTxnPuts)
 		ops := make([]clientv3.Op, 0, hi-lo)
 		for p := lo; p < hi; p++ {
-			ops = append(ops, clientv3.OpGet(s.partitionKey(topic, p, "leader")))
+			ops = append(ops, clientv3.OpGet(s.partitionKey(topic, p, leaf)))
 		}
 		resp, err := s.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
-			return nil, fmt.Errorf("metadata: get leaders of %s: %w", topic, err)
+			return nil, fmt.Errorf("metadata: get %ss of %s: %w", leaf, topic, err)
 		}
 		for i, r := range resp.Responses {
 			kvs := r.GetResponseRange().Kvs
 			if len(kvs) == 0 {
 				continue
 			}
-			var l Leader
-			if err := json.Unmarshal(kvs[0].Value, &l); err != nil {
-				return nil, fmt.Errorf("metadata: decode leader of %s/%d: %w", topic, lo+int32(i), err)
+			var v V
+			if err := json.Unmarshal(kvs[0].Value, &v); err != nil {
+				return nil, fmt.Errorf("metadata: decode %s of %s/%d: %w", leaf, topic, lo+int32(i), err)
 			}
-			out[lo+int32(i)] = l
+			out[lo+int32(i)] = v
 		}
 	}
 	return out, nil
@@ -406,6 +419,24 @@ func (s *Store) fencedPut(ctx context.Context, lead Leadership, key, value strin
 		return fmt.Errorf("%w: %s/%d epoch %d", ErrFenced, lead.Topic, lead.Partition, lead.Epoch)
 	}
 	return nil
+}
+
+// txnInChunks commits ops in order, in transactions of up to maxOps
+// operations, each guarded by cmps. It reports false at the first
+// transaction whose guard fails; the ones before it stay applied.
+func (s *Store) txnInChunks(ctx context.Context, maxOps int, ops []clientv3.Op, cmps ...clientv3.Cmp) (bool, error) {
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxOps)]
+		ops = ops[len(chunk):]
+		resp, err := s.cli.Txn(ctx).If(cmps...).Then(chunk...).Commit()
+		if err != nil {
+			return false, err
+		}
+		if !resp.Succeeded {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // UpdatePartitionState stores a partition's offsets, fenced by lead: it

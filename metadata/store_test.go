@@ -256,6 +256,47 @@ func TestManyPartitions(t *testing.T) {
 	}
 }
 
+// TestBatchedPartitionReads: GetLeaders and GetPartitionStates read every
+// partition of a topic larger than one transaction's keys, and leave out
+// the partitions without the key.
+func TestBatchedPartitionReads(t *testing.T) {
+	s, ctx := newStore(t)
+	wide, err := s.CreateTopic(ctx, Topic{Name: "wide", Partitions: 250})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := lease(t, ctx)
+	led := []int32{0, 99, 100, 249}
+	for _, p := range led {
+		lead, err := s.AcquireLeadership(ctx, wide, p, 1, l)
+		if err != nil {
+			t.Fatalf("lead wide/%d: %v", p, err)
+		}
+		if err := s.UpdatePartitionState(ctx, lead, PartitionState{LogStartOffset: int64(p), HighWatermark: int64(p) + 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leaders, err := s.GetLeaders(ctx, "wide", wide.Partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states, err := s.GetPartitionStates(ctx, "wide", wide.Partitions)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leaders) != len(led) || len(states) != len(led) {
+		t.Fatalf("%d leaders and %d states, want %d of each", len(leaders), len(states), len(led))
+	}
+	for _, p := range led {
+		if l, ok := leaders[p]; !ok || l.BrokerID != 1 || l.Epoch != 1 {
+			t.Errorf("leader of wide/%d: %+v %v, want broker 1 epoch 1", p, l, ok)
+		}
+		if st := states[p]; st != (PartitionState{LogStartOffset: int64(p), HighWatermark: int64(p) + 10}) {
+			t.Errorf("state of wide/%d: %+v", p, st)
+		}
+	}
+}
+
 // TestLeadershipAcrossIncarnations: leadership of a deleted topic's
 // partition cannot be taken once the topic is recreated, and a leader key
 // a session left behind is taken over by the same session (fencing the
