@@ -458,20 +458,12 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 // the group's last input.
 func (r *run) write(ctx context.Context, batches []byte, base int64, lastIn metadata.SegmentEntry) (metadata.SegmentEntry, error) {
 	cfg := r.cfg
-	obj, f, err := segment.EncodeObject(nil, segment.ObjectMeta{Topic: cfg.Topic, Partition: cfg.Partition, LeaderEpoch: int32(cfg.Epoch)}, batches, segment.ObjectOptions{})
+	obj, e, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: cfg.Topic, TopicID: cfg.TopicID, Partition: cfg.Partition, Epoch: cfg.Epoch, Batches: batches})
 	if err != nil {
-		return metadata.SegmentEntry{}, fmt.Errorf("compaction: encode the output of %s/%d: %w", cfg.Topic, cfg.Partition, err)
+		return metadata.SegmentEntry{}, fmt.Errorf("compaction: the output of %s/%d: %w", cfg.Topic, cfg.Partition, err)
 	}
-	e := metadata.SegmentEntry{
-		Key:          tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, f.LastOffset, cfg.Epoch, rand.Uint32()),
-		BaseOffset:   base,
-		LastOffset:   f.LastOffset,
-		MaxTimestamp: f.MaxTimestamp,
-		Records:      f.Records,
-		Size:         int64(len(obj)),
-		RawSize:      f.RawSize(),
-		Epoch:        cfg.Epoch,
-	}
+	e.BaseOffset = base
+	e.Key = tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, e.LastOffset, cfg.Epoch, rand.Uint32())
 	put := func(key string, data []byte) error {
 		return tiering.Retry(ctx, 200*time.Millisecond, func() error { return r.store.Put(ctx, key, data) }, nil)
 	}
