@@ -260,12 +260,7 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	if err := r.cfg.Limiter.Wait(ctx, e.RawSize); err != nil {
 		return nil, err
 	}
-	var obj []byte
-	err := tiering.Retry(ctx, 200*time.Millisecond, func() error {
-		var err error
-		obj, err = r.store.Get(ctx, e.Key)
-		return err
-	}, nil)
+	obj, err := r.get(ctx, e.Key)
 	if err != nil {
 		return nil, fmt.Errorf("compaction: read %s: %w", e.Key, err)
 	}
@@ -278,6 +273,20 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	}
 	r.res.BytesRead += int64(len(batches))
 	return batches, nil
+}
+
+// retryBase is the first backoff of the run's retried GETs and PUTs.
+const retryBase = 200 * time.Millisecond
+
+// get GETs a whole object, retrying while the store asks for it.
+func (r *run) get(ctx context.Context, key string) ([]byte, error) {
+	var obj []byte
+	err := tiering.Retry(ctx, retryBase, func() error {
+		var err error
+		obj, err = r.store.Get(ctx, key)
+		return err
+	}, nil)
+	return obj, err
 }
 
 // forEachKeyed calls fn for every record with a key outside control
@@ -465,18 +474,13 @@ func (r *run) write(ctx context.Context, batches []byte, base int64, lastIn meta
 	e.BaseOffset = base
 	e.Key = tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, e.LastOffset, cfg.Epoch, rand.Uint32())
 	put := func(key string, data []byte) error {
-		return tiering.Retry(ctx, 200*time.Millisecond, func() error { return r.store.Put(ctx, key, data) }, nil)
+		return tiering.Retry(ctx, retryBase, func() error { return r.store.Put(ctx, key, data) }, nil)
 	}
 	start := cfg.Now()
 	if lastIn.Producers && lastIn.LastOffset == e.LastOffset && r.isManifestLast(lastIn) {
 		// A new leader starts from the producer snapshot of the last
 		// entry: it moves with it (it holds the state as of the same end).
-		var snap []byte
-		err := tiering.Retry(ctx, 200*time.Millisecond, func() error {
-			var err error
-			snap, err = r.store.Get(ctx, tiering.ProducerSnapshotKey(lastIn.Key))
-			return err
-		}, nil)
+		snap, err := r.get(ctx, tiering.ProducerSnapshotKey(lastIn.Key))
 		if err != nil {
 			return e, fmt.Errorf("compaction: read the producer snapshot of %s: %w", lastIn.Key, err)
 		}
