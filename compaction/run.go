@@ -420,13 +420,7 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 		}
 	}
 	lastIn := g.inputs[len(g.inputs)-1]
-	swap := Swap{Inputs: g.inputs}
-	for _, e := range g.inputs {
-		swap.Garbage = append(swap.Garbage, e.Key)
-		if e.Producers {
-			swap.Garbage = append(swap.Garbage, tiering.ProducerSnapshotKey(e.Key))
-		}
-	}
+	swap := Swap{Inputs: g.inputs, Garbage: tiering.EntryObjects(g.inputs)}
 	if len(b.buf) > 0 {
 		if err := b.finish(lastIn.LastOffset); err != nil {
 			return err
