@@ -268,7 +268,7 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptInput, e.Key, err)
 	}
-	if f.BaseOffset < e.BaseOffset || f.LastOffset != e.LastOffset {
+	if !tiering.FooterMatches(e, f) {
 		return nil, fmt.Errorf("%w: %s holds [%d, %d], its manifest entry says [%d, %d]", ErrCorruptInput, e.Key, f.BaseOffset, f.LastOffset, e.BaseOffset, e.LastOffset)
 	}
 	r.res.BytesRead += int64(len(batches))
