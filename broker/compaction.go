@@ -129,21 +129,13 @@ func (c committer) apply(sw compaction.Swap) bool {
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
 	if len(sw.Inputs) > 0 {
-		es := p.remote.entries
-		i := 0
-		for i < len(es) && es[i].Key != sw.Inputs[0].Key {
-			i++
+		var add []metadata.SegmentEntry
+		if sw.Output != nil {
+			add = append(add, *sw.Output)
 		}
-		j := i + len(sw.Inputs)
-		if j > len(es) || es[j-1].Key != sw.Inputs[len(sw.Inputs)-1].Key {
+		if !p.replaceEntriesLocked(sw.Inputs, add) {
 			return false
 		}
-		out := append([]metadata.SegmentEntry(nil), es[:i]...)
-		if sw.Output != nil {
-			out = append(out, *sw.Output)
-		}
-		p.remote.entries = append(out, es[j:]...)
-		p.remote.snapshotDirty = true
 	}
 	if sw.Status != nil {
 		p.remote.compaction = *sw.Status

@@ -86,11 +86,7 @@ func (s *Server) applyRetention(ctx context.Context, p *partition) error {
 	p.rmu.Lock()
 	// Uploads only append, and compaction waits for workMu: the expired
 	// entries are still the first ones.
-	inView := len(p.remote.entries) >= n && p.remote.entries[n-1].Key == expired[n-1].Key
-	if inView {
-		p.remote.entries = append([]metadata.SegmentEntry(nil), p.remote.entries[n:]...)
-	}
-	p.remote.snapshotDirty = true
+	inView := p.replaceEntriesLocked(expired, nil)
 	p.rmu.Unlock()
 	if !inView {
 		if err := s.reloadManifest(ctx, p); err != nil {
