@@ -91,19 +91,11 @@ type committer struct {
 
 func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 	s, p := c.s, c.p
-	var err error
-	if len(sw.Inputs) == 0 {
-		if sw.Status == nil {
-			return nil
-		}
-		err = s.store.SetCompactionStatus(ctx, p.lead, *sw.Status)
-	} else {
-		var add []metadata.SegmentEntry
-		if sw.Output != nil {
-			add = append(add, *sw.Output)
-		}
-		err = s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: sw.Inputs, Add: add, Garbage: sw.Garbage, Reason: "compaction", Compaction: sw.Status})
+	var add []metadata.SegmentEntry
+	if sw.Output != nil {
+		add = append(add, *sw.Output)
 	}
+	err := s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: sw.Inputs, Add: add, Garbage: sw.Garbage, Reason: "compaction", Compaction: sw.Status})
 	if errors.Is(err, metadata.ErrManifestChanged) {
 		return errors.Join(err, s.reloadManifest(ctx, p)) // the next run works from the manifest as it is
 	}
@@ -114,7 +106,7 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 		}
 		return err
 	}
-	if !c.apply(sw) {
+	if !c.apply(sw, add) {
 		// Cannot happen (uploads only append, retention waits for workMu,
 		// and etcd refused a change from a stale view).
 		return errors.Join(fmt.Errorf("broker: compaction swap of %s/%d: its inputs are not in the manifest in memory", p.topic, p.id), s.reloadManifest(ctx, p))
@@ -122,28 +114,15 @@ func (c committer) Swap(ctx context.Context, sw compaction.Swap) error {
 	return nil
 }
 
-// apply makes a committed swap what the partition's readers see; it
-// reports false when the swap's inputs are not in the view.
-func (c committer) apply(sw compaction.Swap) bool {
+// apply makes a committed swap (its inputs replaced by add) what the
+// partition's readers see; it reports false when the swap's inputs are
+// not in the view.
+func (c committer) apply(sw compaction.Swap, add []metadata.SegmentEntry) bool {
 	p := c.p
 	p.rmu.Lock()
 	defer p.rmu.Unlock()
-	if len(sw.Inputs) > 0 {
-		es := p.remote.entries
-		i := 0
-		for i < len(es) && es[i].Key != sw.Inputs[0].Key {
-			i++
-		}
-		j := i + len(sw.Inputs)
-		if j > len(es) || es[j-1].Key != sw.Inputs[len(sw.Inputs)-1].Key {
-			return false
-		}
-		out := append([]metadata.SegmentEntry(nil), es[:i]...)
-		if sw.Output != nil {
-			out = append(out, *sw.Output)
-		}
-		p.remote.entries = append(out, es[j:]...)
-		p.remote.snapshotDirty = true
+	if len(sw.Inputs) > 0 && !p.replaceEntriesLocked(sw.Inputs, add) {
+		return false
 	}
 	if sw.Status != nil {
 		p.remote.compaction = *sw.Status

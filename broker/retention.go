@@ -70,17 +70,12 @@ func (s *Server) applyRetention(ctx context.Context, p *partition) error {
 	}
 	expired := entries[:n]
 	newStart := expired[n-1].LastOffset + 1
-	var garbage []string
 	var bytes int64
 	for _, e := range expired {
-		garbage = append(garbage, e.Key)
-		if e.Producers {
-			garbage = append(garbage, tiering.ProducerSnapshotKey(e.Key))
-		}
 		bytes += e.Size
 	}
 	err := s.commitLogStart(ctx, p, newStart, func(st *metadata.PartitionState) error {
-		return s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: expired, Garbage: garbage, Reason: "retention", State: st})
+		return s.store.ChangeManifest(ctx, p.lead, metadata.ManifestChange{Remove: expired, Garbage: tiering.EntryObjects(expired), Reason: "retention", State: st})
 	})
 	if errors.Is(err, metadata.ErrManifestChanged) {
 		return errors.Join(err, s.reloadManifest(ctx, p)) // the next pass works from the manifest as it is
@@ -91,11 +86,7 @@ func (s *Server) applyRetention(ctx context.Context, p *partition) error {
 	p.rmu.Lock()
 	// Uploads only append, and compaction waits for workMu: the expired
 	// entries are still the first ones.
-	inView := len(p.remote.entries) >= n && p.remote.entries[n-1].Key == expired[n-1].Key
-	if inView {
-		p.remote.entries = append([]metadata.SegmentEntry(nil), p.remote.entries[n:]...)
-	}
-	p.remote.snapshotDirty = true
+	inView := p.replaceEntriesLocked(expired, nil)
 	p.rmu.Unlock()
 	if !inView {
 		if err := s.reloadManifest(ctx, p); err != nil {

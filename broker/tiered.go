@@ -83,6 +83,25 @@ func (s *Server) reloadManifest(ctx context.Context, p *partition) error {
 	return nil
 }
 
+// replaceEntriesLocked makes a committed manifest change what p's readers
+// see: the consecutive entries old of the view are replaced by add. It
+// reports false (and changes nothing) when old is not in the view. The
+// caller holds rmu.
+func (p *partition) replaceEntriesLocked(old, add []metadata.SegmentEntry) bool {
+	es := p.remote.entries
+	i := 0
+	for i < len(es) && es[i].Key != old[0].Key {
+		i++
+	}
+	j := i + len(old)
+	if j > len(es) || es[j-1].Key != old[len(old)-1].Key {
+		return false
+	}
+	p.remote.entries = append(append(append([]metadata.SegmentEntry(nil), es[:i]...), add...), es[j:]...)
+	p.remote.snapshotDirty = true
+	return true
+}
+
 // remoteEntry returns the manifest entry holding offset, if any.
 func (p *partition) remoteEntry(offset int64) (metadata.SegmentEntry, bool) {
 	p.rmu.RLock()

@@ -76,11 +76,12 @@ func FuzzCompact(f *testing.F) {
 			if keyless != want {
 				t.Fatalf("%s: %d records without a key, want %d", stage, keyless, want)
 			}
+			lat := latest(recs)
 			for i, r := range recs {
 				if r.key == nil {
 					continue
 				}
-				w := latestOf(recs, r.key)
+				w := lat[string(r.key)].offset
 				if int64(i) != w {
 					continue
 				}
@@ -123,13 +124,4 @@ func FuzzCompact(f *testing.F) {
 		}
 		check("after more data")
 	})
-}
-
-func latestOf(recs []rec, key []byte) int64 {
-	for i := len(recs) - 1; i >= 0; i-- {
-		if bytes.Equal(recs[i].key, key) {
-			return int64(i)
-		}
-	}
-	return -1
 }

@@ -111,9 +111,7 @@ type Result struct {
 	// Status is the partition's compaction status after a Compact run
 	// (recorded with the last swap).
 	Status metadata.CompactionStatus
-	// Entries is the manifest after the run, as the run saw it.
-	Entries []metadata.SegmentEntry
-	Swaps   int
+	Swaps  int
 	// Inputs rewritten and outputs written, and their record batch bytes.
 	ObjectsIn, ObjectsOut int
 	BytesIn, BytesOut     int64
@@ -132,7 +130,7 @@ type Result struct {
 func Run(ctx context.Context, cfg Config, entries []metadata.SegmentEntry, st metadata.CompactionStatus, store Store, c Committer) (Result, error) {
 	cfg.setDefaults()
 	r := &run{cfg: cfg, store: store, c: c, start: cfg.Now()}
-	r.res.Entries = append([]metadata.SegmentEntry(nil), entries...)
+	r.entries = append([]metadata.SegmentEntry(nil), entries...)
 	if !cfg.Compact {
 		// Back to front, so that a group's indexes stay valid as earlier
 		// groups are swapped.
@@ -162,6 +160,8 @@ type run struct {
 	c     Committer
 	start time.Time
 	res   Result
+	// entries is the manifest as the run's swaps left it.
+	entries []metadata.SegmentEntry
 	// keptTombstones counts the tombstones kept (that may go later), the
 	// oldest stamped oldestTombstone.
 	keptTombstones  int64
@@ -211,7 +211,7 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 	}
 	last := len(entries) - 1
 	g := &group{}
-	gStart := 0 // index in r.res.Entries of the group's first input
+	gStart := 0 // index in r.entries of the group's first input
 	for i := range end {
 		e := entries[i]
 		b, err := r.read(ctx, e)
@@ -223,11 +223,11 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 			return fmt.Errorf("%w: %s: %v", ErrCorruptInput, e.Key, err)
 		}
 		if len(g.inputs) > 0 && (g.size+int64(len(kept)) > r.cfg.SegmentBytes || len(g.inputs) >= r.cfg.MaxInputs) {
-			n := len(r.res.Entries)
+			n := len(r.entries)
 			if err := r.flush(ctx, g, gStart); err != nil {
 				return err
 			}
-			gStart += len(g.inputs) - (n - len(r.res.Entries)) // where the next input now is
+			gStart += len(g.inputs) - (n - len(r.entries)) // where the next input now is
 			g = &group{}
 		}
 		g.add(e, kept, changed)
@@ -239,7 +239,7 @@ func (r *run) compact(ctx context.Context, entries []metadata.SegmentEntry, st m
 	now := r.cfg.Now()
 	r.res.Status = metadata.CompactionStatus{
 		CleanedEnd:        cleanedEnd,
-		DirtyRatio:        DirtyRatio(r.res.Entries, cleanedEnd),
+		DirtyRatio:        DirtyRatio(r.entries, cleanedEnd),
 		KeptTombstones:    r.keptTombstones,
 		OldestTombstoneMs: r.oldestTombstone,
 		LastRunMs:         now.UnixMilli(),
@@ -260,12 +260,7 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	if err := r.cfg.Limiter.Wait(ctx, e.RawSize); err != nil {
 		return nil, err
 	}
-	var obj []byte
-	err := tiering.Retry(ctx, 200*time.Millisecond, func() error {
-		var err error
-		obj, err = r.store.Get(ctx, e.Key)
-		return err
-	}, nil)
+	obj, err := r.get(ctx, e.Key)
 	if err != nil {
 		return nil, fmt.Errorf("compaction: read %s: %w", e.Key, err)
 	}
@@ -273,11 +268,25 @@ func (r *run) read(ctx context.Context, e metadata.SegmentEntry) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptInput, e.Key, err)
 	}
-	if f.BaseOffset < e.BaseOffset || f.LastOffset != e.LastOffset {
+	if !tiering.FooterMatches(e, f) {
 		return nil, fmt.Errorf("%w: %s holds [%d, %d], its manifest entry says [%d, %d]", ErrCorruptInput, e.Key, f.BaseOffset, f.LastOffset, e.BaseOffset, e.LastOffset)
 	}
 	r.res.BytesRead += int64(len(batches))
 	return batches, nil
+}
+
+// retryBase is the first backoff of the run's retried GETs and PUTs.
+const retryBase = 200 * time.Millisecond
+
+// get GETs a whole object, retrying while the store asks for it.
+func (r *run) get(ctx context.Context, key string) ([]byte, error) {
+	var obj []byte
+	err := tiering.Retry(ctx, retryBase, func() error {
+		var err error
+		obj, err = r.store.Get(ctx, key)
+		return err
+	}, nil)
+	return obj, err
 }
 
 // forEachKeyed calls fn for every record with a key outside control
@@ -396,7 +405,7 @@ func (g *group) add(e metadata.SegmentEntry, kept []byte, changed bool) {
 }
 
 // flush writes a group's output and swaps it in for its inputs, which are
-// r.res.Entries[at:at+len(g.inputs)]. An input alone and unchanged is
+// r.entries[at:at+len(g.inputs)]. An input alone and unchanged is
 // left as it is.
 func (r *run) flush(ctx context.Context, g *group, at int) error {
 	if len(g.inputs) == 0 || len(g.inputs) == 1 && !g.changed {
@@ -411,15 +420,9 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 		}
 	}
 	lastIn := g.inputs[len(g.inputs)-1]
-	swap := Swap{Inputs: g.inputs}
-	for _, e := range g.inputs {
-		swap.Garbage = append(swap.Garbage, e.Key)
-		if e.Producers {
-			swap.Garbage = append(swap.Garbage, tiering.ProducerSnapshotKey(e.Key))
-		}
-	}
+	swap := Swap{Inputs: g.inputs, Garbage: tiering.EntryObjects(g.inputs)}
 	if len(b.buf) > 0 {
-		if err := b.finish(lastIn.LastOffset); err != nil {
+		if err := b.stretch(lastIn.LastOffset); err != nil {
 			return err
 		}
 		out, err := r.write(ctx, b.buf, g.inputs[0].BaseOffset, lastIn)
@@ -446,8 +449,8 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 		r.res.BytesOut += swap.Output.RawSize
 		repl = append(repl, *swap.Output)
 	}
-	es := r.res.Entries
-	r.res.Entries = append(append(append([]metadata.SegmentEntry(nil), es[:at]...), repl...), es[at+len(g.inputs):]...)
+	es := r.entries
+	r.entries = append(append(append([]metadata.SegmentEntry(nil), es[:at]...), repl...), es[at+len(g.inputs):]...)
 	return nil
 }
 
@@ -458,33 +461,20 @@ func (r *run) flush(ctx context.Context, g *group, at int) error {
 // the group's last input.
 func (r *run) write(ctx context.Context, batches []byte, base int64, lastIn metadata.SegmentEntry) (metadata.SegmentEntry, error) {
 	cfg := r.cfg
-	obj, f, err := segment.EncodeObject(nil, segment.ObjectMeta{Topic: cfg.Topic, Partition: cfg.Partition, LeaderEpoch: int32(cfg.Epoch)}, batches, segment.ObjectOptions{})
+	obj, e, err := tiering.EncodeSegment(tiering.SegmentUpload{Topic: cfg.Topic, TopicID: cfg.TopicID, Partition: cfg.Partition, Epoch: cfg.Epoch, Batches: batches})
 	if err != nil {
-		return metadata.SegmentEntry{}, fmt.Errorf("compaction: encode the output of %s/%d: %w", cfg.Topic, cfg.Partition, err)
+		return metadata.SegmentEntry{}, fmt.Errorf("compaction: the output of %s/%d: %w", cfg.Topic, cfg.Partition, err)
 	}
-	e := metadata.SegmentEntry{
-		Key:          tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, f.LastOffset, cfg.Epoch, rand.Uint32()),
-		BaseOffset:   base,
-		LastOffset:   f.LastOffset,
-		MaxTimestamp: f.MaxTimestamp,
-		Records:      f.Records,
-		Size:         int64(len(obj)),
-		RawSize:      f.RawSize(),
-		Epoch:        cfg.Epoch,
-	}
+	e.BaseOffset = base
+	e.Key = tiering.CompactedObjectKey(cfg.Topic, cfg.TopicID, cfg.Partition, base, e.LastOffset, cfg.Epoch, rand.Uint32())
 	put := func(key string, data []byte) error {
-		return tiering.Retry(ctx, 200*time.Millisecond, func() error { return r.store.Put(ctx, key, data) }, nil)
+		return tiering.Retry(ctx, retryBase, func() error { return r.store.Put(ctx, key, data) }, nil)
 	}
 	start := cfg.Now()
 	if lastIn.Producers && lastIn.LastOffset == e.LastOffset && r.isManifestLast(lastIn) {
 		// A new leader starts from the producer snapshot of the last
 		// entry: it moves with it (it holds the state as of the same end).
-		var snap []byte
-		err := tiering.Retry(ctx, 200*time.Millisecond, func() error {
-			var err error
-			snap, err = r.store.Get(ctx, tiering.ProducerSnapshotKey(lastIn.Key))
-			return err
-		}, nil)
+		snap, err := r.get(ctx, tiering.ProducerSnapshotKey(lastIn.Key))
 		if err != nil {
 			return e, fmt.Errorf("compaction: read the producer snapshot of %s: %w", lastIn.Key, err)
 		}
@@ -505,7 +495,7 @@ func (r *run) write(ctx context.Context, batches []byte, base int64, lastIn meta
 
 // isManifestLast reports whether e is the last entry of the manifest.
 func (r *run) isManifestLast(e metadata.SegmentEntry) bool {
-	es := r.res.Entries
+	es := r.entries
 	return len(es) > 0 && es[len(es)-1].Key == e.Key
 }
 
@@ -554,6 +544,3 @@ func (b *builder) stretch(last int64) error {
 	b.next = last + 1
 	return nil
 }
-
-// finish stretches the last batch to end at last.
-func (b *builder) finish(last int64) error { return b.stretch(last) }

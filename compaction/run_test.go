@@ -152,7 +152,7 @@ func readLog(t testing.TB, store objstore.Store, es []metadata.SegmentEntry) []c
 		}
 		err = segment.ForEachBatch(batches, func(_ segment.BatchHeader, b []byte) error {
 			return segment.BatchRecords(b, func(r segment.Record) error {
-				out = append(out, consumed{r.Offset, rec{bytes.Clone(r.Key), cloneValue(r.Value), r.Timestamp}})
+				out = append(out, consumed{r.Offset, rec{bytes.Clone(r.Key), bytes.Clone(r.Value), r.Timestamp}})
 				return nil
 			})
 		})
@@ -167,13 +167,6 @@ func readLog(t testing.TB, store objstore.Store, es []metadata.SegmentEntry) []c
 		}
 	}
 	return out
-}
-
-func cloneValue(v []byte) []byte {
-	if v == nil {
-		return nil
-	}
-	return append([]byte{}, v...)
 }
 
 // updates builds keys × rounds records: every key updated each round,

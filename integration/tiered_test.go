@@ -119,12 +119,13 @@ func checkAll(t *testing.T, c *client.Client, acked map[string]int64) {
 	}
 }
 
-func bucketObjects(t *testing.T, mc *minio.Client, prefix string) map[string]int64 {
+// bucketObjects lists the objects of bucket under prefix: key → size.
+func bucketObjects(t *testing.T, mc *minio.Client, bucket, prefix string) map[string]int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	out := map[string]int64{}
-	for o := range mc.ListObjects(ctx, tierBucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+	for o := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if o.Err != nil {
 			t.Fatal(o.Err)
 		}
@@ -170,7 +171,7 @@ func TestTieredStorage(t *testing.T) {
 		ts := waitTier(t, c, "uploaded and evicted", func(ts *stratav1.TierStatus) bool {
 			return ts.GetRemoteEndOffset() >= 18000 && ts.GetLocalStartOffset() > 0 && ts.GetLocalBytes() <= 131072+65536
 		})
-		objs := bucketObjects(t, mc, partPrefix)
+		objs := bucketObjects(t, mc, tierBucket, partPrefix)
 		var segs int64
 		for k := range objs {
 			if strings.HasSuffix(k, ".seg") {
@@ -265,7 +266,7 @@ func TestTieredStorage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		listed := bucketObjects(t, mc, partPrefix)
+		listed := bucketObjects(t, mc, tierBucket, partPrefix)
 		r := tiering.NewReader(store, tiering.ReaderConfig{})
 		at := map[int64]string{}
 		next := int64(0)
@@ -311,7 +312,7 @@ func TestTieredStorage(t *testing.T) {
 	t.Run("DamagedObject", func(t *testing.T) {
 		// Flip one byte inside the first object's first frame.
 		var first string
-		for k := range bucketObjects(t, mc, partPrefix) {
+		for k := range bucketObjects(t, mc, tierBucket, partPrefix) {
 			if strings.HasSuffix(k, ".seg") && (first == "" || k < first) {
 				first = k
 			}

@@ -140,25 +140,11 @@ func (e *workersEnv) manifest(t *testing.T, topic string) []metadata.SegmentEntr
 func (e *workersEnv) partitionObjects(t *testing.T, topic, topicID string) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
-	for k, size := range bucketObjectsIn(t, e.mc, workBucket, workPrefix+"/"+tiering.PartitionPrefix(topic, topicID, 0)) {
+	for k, size := range bucketObjects(t, e.mc, workBucket, workPrefix+"/"+tiering.PartitionPrefix(topic, topicID, 0)) {
 		k = strings.TrimPrefix(k, workPrefix+"/")
 		if !strings.HasSuffix(k, "manifest.json") {
 			out[k] = size
 		}
-	}
-	return out
-}
-
-func bucketObjectsIn(t *testing.T, mc *minio.Client, bucket, prefix string) map[string]int64 {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out := map[string]int64{}
-	for o := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			t.Fatal(o.Err)
-		}
-		out[o.Key] = o.Size
 	}
 	return out
 }

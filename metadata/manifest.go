@@ -188,13 +188,6 @@ func (s *Store) entryRevisions(ctx context.Context, lead Leadership, es []Segmen
 	return revs, nil
 }
 
-// SetCompactionStatus records a partition's compaction status, fenced by
-// lead.
-func (s *Store) SetCompactionStatus(ctx context.Context, lead Leadership, st CompactionStatus) error {
-	v, _ := json.Marshal(st)
-	return s.fencedPut(ctx, lead, s.compactionKey(lead.Topic, lead.Partition), string(v))
-}
-
 // GetCompactionStatus returns a partition's compaction status; ok is
 // false when it was never compacted.
 func (s *Store) GetCompactionStatus(ctx context.Context, topic string, p int32) (CompactionStatus, bool, error) {

@@ -114,7 +114,7 @@ func TestChangeManifest(t *testing.T) {
 	if gs, _ := s.ListGarbage(ctx, 10); len(gs) != 2 {
 		t.Fatalf("a fenced change recorded garbage: %+v", gs)
 	}
-	if err := s.SetCompactionStatus(ctx, a, CompactionStatus{}); !errors.Is(err, ErrFenced) {
+	if err := s.ChangeManifest(ctx, a, ManifestChange{Compaction: &CompactionStatus{}}); !errors.Is(err, ErrFenced) {
 		t.Fatalf("deposed leader's status: %v, want ErrFenced", err)
 	}
 	// Too large a change is refused before it reaches etcd.

@@ -26,28 +26,32 @@ type References struct {
 func Orphans(listing []objstore.ObjectInfo, refs References, now time.Time, grace time.Duration) []objstore.ObjectInfo {
 	var out []objstore.ObjectInfo
 	for _, o := range listing {
-		if !o.ModTime.Before(now.Add(-grace)) || refs.Pending[o.Key] {
-			continue
-		}
-		pk, ok := tiering.ParseKey(o.Key)
-		if !ok {
-			continue
-		}
-		var referenced bool
-		switch pk.Kind {
-		case tiering.KeySegment, tiering.KeyProducers:
-			referenced = refs.Segments[pk.Segment] && refs.Topics[pk.Topic] == pk.TopicID
-		case tiering.KeySnapshot:
-			id, live := refs.Topics[pk.Topic]
-			referenced = live && id == pk.TopicID
-		case tiering.KeyWAL:
-			referenced = refs.WAL[o.Key]
-		default:
-			referenced = true
-		}
-		if !referenced {
+		if isOrphan(o, refs, now, grace) {
 			out = append(out, o)
 		}
 	}
 	return out
+}
+
+// isOrphan reports whether nothing references o and it is older than
+// grace at now (see Orphans).
+func isOrphan(o objstore.ObjectInfo, refs References, now time.Time, grace time.Duration) bool {
+	if !o.ModTime.Before(now.Add(-grace)) || refs.Pending[o.Key] {
+		return false
+	}
+	pk, ok := tiering.ParseKey(o.Key)
+	if !ok {
+		return false
+	}
+	switch pk.Kind {
+	case tiering.KeySegment, tiering.KeyProducers:
+		return !refs.Segments[pk.Segment] || refs.Topics[pk.Topic] != pk.TopicID
+	case tiering.KeySnapshot:
+		id, live := refs.Topics[pk.Topic]
+		return !live || id != pk.TopicID
+	case tiering.KeyWAL:
+		return !refs.WAL[o.Key]
+	default:
+		return false
+	}
 }

@@ -120,7 +120,7 @@ func (s *Sweeper) Sweep(ctx context.Context, fence metadata.ControllerFence) (Sw
 	var candidates []objstore.ObjectInfo
 	for _, prefix := range []string{"topics/", "wal/"} {
 		err := s.cfg.Store.List(ctx, prefix, func(o objstore.ObjectInfo) error {
-			if len(Orphans([]objstore.ObjectInfo{o}, refs, now, s.cfg.Grace)) == 0 {
+			if !isOrphan(o, refs, now, s.cfg.Grace) {
 				return nil
 			}
 			if candidates = append(candidates, o); len(candidates) >= budget {

@@ -26,6 +26,20 @@ func CompactedObjectKey(topic, topicID string, partition int32, base, last, epoc
 	return fmt.Sprintf("%s%020d-%020d-e%d-c%08x.seg", PartitionPrefix(topic, topicID, partition), base, last, epoch, nonce)
 }
 
+// EntryObjects returns the object keys of manifest entries, in order:
+// each one's sealed object and, when it has one, its producer snapshot.
+// They are the garbage of a manifest change that drops the entries.
+func EntryObjects(es []metadata.SegmentEntry) []string {
+	var keys []string
+	for _, e := range es {
+		keys = append(keys, e.Key)
+		if e.Producers {
+			keys = append(keys, ProducerSnapshotKey(e.Key))
+		}
+	}
+	return keys
+}
+
 // PartitionPrefix is the key prefix of a partition's objects.
 func PartitionPrefix(topic, topicID string, partition int32) string {
 	return fmt.Sprintf("topics/%s.%s/%d/", topic, topicID, partition)

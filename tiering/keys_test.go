@@ -1,8 +1,11 @@
 package tiering
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/strata-stream/strata/metadata"
 )
 
 // TestParseKey: every key this package builds parses back to what it
@@ -79,4 +82,14 @@ func FuzzParseKey(f *testing.F) {
 			t.Fatalf("key %q outside the prefix of %+v", key, pk)
 		}
 	})
+}
+
+// TestEntryObjects: an entry's object, then its producer snapshot when it
+// has one, entry by entry.
+func TestEntryObjects(t *testing.T) {
+	a, b := ObjectKey("t", "id", 0, 0, 9, 1), ObjectKey("t", "id", 0, 10, 19, 1)
+	got := EntryObjects([]metadata.SegmentEntry{{Key: a, Producers: true}, {Key: b}})
+	if want := []string{a, ProducerSnapshotKey(a), b}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("EntryObjects = %v, want %v", got, want)
+	}
 }

@@ -99,10 +99,7 @@ func (r *Reader) Footer(ctx context.Context, e metadata.SegmentEntry) (*segment.
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: footer: %v", ErrCorruptObject, e.Key, err)
 	}
-	// An entry may start before its object's first batch: the offsets
-	// compaction emptied at the start of an output stay the entry's, so
-	// that the manifest keeps no gaps (and the log start does not move).
-	if f.BaseOffset < e.BaseOffset || f.LastOffset != e.LastOffset {
+	if !FooterMatches(e, f) {
 		return nil, fmt.Errorf("%w: %s: footer covers [%d, %d], the manifest says [%d, %d]", ErrCorruptObject, e.Key, f.BaseOffset, f.LastOffset, e.BaseOffset, e.LastOffset)
 	}
 	r.mu.Lock()
@@ -116,6 +113,16 @@ func (r *Reader) Footer(ctx context.Context, e metadata.SegmentEntry) (*segment.
 	}
 	r.mu.Unlock()
 	return f, nil
+}
+
+// FooterMatches reports whether an object whose footer is f can be the
+// object of the manifest entry e: it ends where e does, and starts at e's
+// base or after it. An entry may start before its object's first batch:
+// the offsets compaction emptied at the start of an output stay the
+// entry's, so that the manifest keeps no gaps (and the log start does not
+// move).
+func FooterMatches(e metadata.SegmentEntry, f *segment.Footer) bool {
+	return f.BaseOffset >= e.BaseOffset && f.LastOffset == e.LastOffset
 }
 
 // window returns the frames [first, last] of the window starting at first:
