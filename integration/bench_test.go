@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,8 +18,10 @@ import (
 // --records) are in the topic.
 func TestBenchCommands(t *testing.T) {
 	b := startBroker(t, "")
+	timeline := filepath.Join(t.TempDir(), "timeline.tsv")
 	out, errOut, code := runCLI(t, b, nil, "bench", "produce", "--topic", "bt", "--partitions", "2",
-		"--records", "20000", "--record-size", "100", "--rate", "10000", "--acks", "leader", "--warmup", "300ms")
+		"--records", "20000", "--record-size", "100", "--rate", "10000", "--acks", "leader", "--warmup", "300ms",
+		"--timeline", timeline, "--timeline-window", "500ms")
 	if code != 0 {
 		t.Fatalf("bench produce exited %d: %s%s", code, out, errOut)
 	}
@@ -42,6 +46,31 @@ func TestBenchCommands(t *testing.T) {
 	warmed, _ := strconv.Atoi(m[1])
 	if warmed < 1000 || warmed > 4000 {
 		t.Errorf("%d warm-up records in 300 ms at 10,000 records/s", warmed)
+	}
+	// --timeline: every measured record in one 500 ms window of the 2 s
+	// run, about 5,000 in each full one.
+	tl, err := os.ReadFile(timeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(string(tl)), "\n")
+	if len(rows) < 2 || !strings.HasPrefix(rows[0], "# windows of 500ms from ") || rows[1] != "window_ms\trecords\tp50_ms\tp99_ms\tmax_ms" {
+		t.Fatalf("timeline header:\n%s", tl)
+	}
+	var timed int
+	for i, row := range rows[2:] {
+		f := strings.Split(row, "\t")
+		if len(f) != 5 || f[0] != strconv.Itoa(500*i) {
+			t.Fatalf("timeline row %d: %q", i, row)
+		}
+		n, _ := strconv.Atoi(f[1])
+		if i < 3 && (n < 4000 || n > 6000) {
+			t.Errorf("timeline window %d: %d records at 10,000 records/s", i, n)
+		}
+		timed += n
+	}
+	if timed != 20000 {
+		t.Errorf("timeline counts %d records, want 20000:\n%s", timed, tl)
 	}
 	c := newClient(t, b)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -38,6 +38,8 @@ type benchOptions struct {
 	traceFile  string
 	payload    string
 	roundRobin bool
+	timeline   string
+	window     time.Duration
 }
 
 func newBenchCmd() *cobra.Command {
@@ -71,6 +73,8 @@ func newBenchCmd() *cobra.Command {
 	f.IntVar(&o.inFlight, "max-in-flight-bytes", 64<<20, "producer in-flight byte bound")
 	f.DurationVar(&o.warmup, "warmup", 0, "produce this long first (at --rate, records not measured), then the --records measured: the figures then describe a broker already busy")
 	f.BoolVar(&o.roundRobin, "round-robin", false, "send record i to partition i mod partitions (default: the sticky partitioner, one partition per batch), so every partition has records in every flush")
+	f.StringVar(&o.timeline, "timeline", "", "write the ack latency per --timeline-window of send time to this file (TSV: window start ms, records, p50, p99, max ms), to see when a tail happens")
+	f.DurationVar(&o.window, "timeline-window", 100*time.Millisecond, "window of --timeline")
 	f.StringVar(&o.payload, "payload", "random", "record values: random (incompressible, one value) or json (8192 distinct JSON-like log lines, a quarter random bytes)")
 	consume := &cobra.Command{
 		Use:   "consume",
@@ -203,6 +207,13 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	nparts := int32(len(d.GetPartitions()))
 
 	lat := make([]time.Duration, o.records)
+	// Send times since epoch, for --timeline (durations: a slice of
+	// time.Time would hold pointers for the GC to scan).
+	var sentAt []time.Duration
+	epoch := time.Now()
+	if o.timeline != "" {
+		sentAt = make([]time.Duration, o.records)
+	}
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -254,6 +265,9 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 				if pace(sent, pstart, j-lo, perProducer) {
 					sent = time.Now()
 				}
+				if sentAt != nil {
+					sentAt[j] = sent.Sub(epoch)
+				}
 				err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32(j % int64(nparts)), Value: values[j%int64(len(values))], Timestamp: sent}, func(_ *client.Record, err error) {
 					lat[j] = time.Since(sent)
 					if err != nil {
@@ -292,9 +306,44 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if e := firstErr.Load(); e != nil {
 		return fmt.Errorf("%d records failed: %w", failed.Load(), e.(error))
 	}
+	if o.timeline != "" {
+		if err := writeTimeline(o.timeline, o.window, start, start.Sub(epoch), sentAt, lat); err != nil {
+			return err
+		}
+	}
 	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, nparts),
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
+}
+
+// writeTimeline writes to path, per window of send time from start (at
+// since on the clock of sentAt), the records sent in it and their ack
+// latency p50, p99 and max (TSV, ms).
+func writeTimeline(path string, window time.Duration, start time.Time, since time.Duration, sentAt, lat []time.Duration) error {
+	if window <= 0 {
+		return fmt.Errorf("--timeline-window must be positive")
+	}
+	var windows [][]time.Duration
+	for i, t := range sentAt {
+		w := max(int((t-since)/window), 0)
+		for len(windows) <= w {
+			windows = append(windows, nil)
+		}
+		windows[w] = append(windows[w], lat[i])
+	}
+	var b []byte
+	b = fmt.Appendf(b, "# windows of %s from %s\n", window, start.UTC().Format(time.RFC3339Nano))
+	b = append(b, "window_ms\trecords\tp50_ms\tp99_ms\tmax_ms\n"...)
+	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
+	for w, l := range windows {
+		slices.Sort(l)
+		var p50, p99, top time.Duration
+		if len(l) > 0 {
+			p50, p99, top = percentile(l, 0.50), percentile(l, 0.99), l[len(l)-1]
+		}
+		b = fmt.Appendf(b, "%d\t%d\t%.2f\t%.2f\t%.2f\n", (time.Duration(w) * window).Milliseconds(), len(l), ms(p50), ms(p99), ms(top))
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 // pace sleeps until record k of a producer that started at start is due
