@@ -8,8 +8,12 @@
 # Each run produces for 1 s unmeasured (WARMUP), then 4 s worth of records
 # (RATE x 4) with acks=leader, 64 KiB batches and a 1 ms linger
 # (BATCH_BYTES, LINGER override), then prints
-# the bench report; the last line is the median p99 over the runs. Needs
-# bin/strata (make build).
+# the bench report and the broker's own p99 (request received to ack sent,
+# the bucket bound of strata_produce_latency_seconds, warm-up included);
+# the last line is the median p99 over the runs. Needs
+# bin/strata (make build); STRATA=path runs another build's broker (for an
+# A/B in one session), TIMELINE=prefix writes run i's --timeline to
+# prefix.i.tsv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/broker-env.sh
@@ -21,12 +25,13 @@ export STRATA_BROKER=127.0.0.1:$PORT
 : >"$work/p99"
 for i in $(seq "$RUNS"); do
   rm -rf "$work/data"
-  ./bin/strata serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
+  "${STRATA:-./bin/strata}" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
   out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
-    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" 2>/dev/null)
-  echo "run $i: $(echo "$out" | tr '\n' ' ')"
+    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" \
+    ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"} 2>/dev/null)
+  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms"
   echo "$out" | p99 >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

@@ -16,3 +16,15 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # p99: the ack latency p99 (ms) of the `strata bench produce` report on
 # stdin.
 p99() { awk '/latency/ {gsub("ms,","",$6); print $6}'; }
+
+# broker_p99 PORT: the upper bound (ms) of the histogram bucket holding the
+# 99th percentile of strata_produce_latency_seconds (acks=leader) on the
+# broker whose HTTP listener is on PORT: the time from receiving a
+# produce request to acknowledging it, since the broker started.
+broker_p99() {
+  curl -sf "127.0.0.1:$1/metrics" | awk '
+    /^strata_produce_latency_seconds_bucket\{acks="leader"/ {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; les[n] = le; cum[n] = $2 }
+    END { if (n == 0) { print "none"; exit }
+      total = cum[n]; for (i = 1; i <= n; i++) if (cum[i] >= 0.99 * total) { if (les[i] == "+Inf") print "+Inf"; else printf "%.1f\n", les[i] * 1000; exit } }'
+}
