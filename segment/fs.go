@@ -5,7 +5,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 
 	"golang.org/x/sys/unix"
@@ -98,21 +97,12 @@ func (OSFS) SyncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	runtime.Gosched() // see osFile.Sync
 	return d.Sync()
 }
 
 type osFile struct{ *os.File }
 
-// Sync implements File. It yields first: during a syscall the goroutine
-// keeps its P until the runtime's monitor takes it back, up to 10 ms
-// later, so a goroutine this one has just woken (an append that waited
-// for the log's lock this one released) would otherwise wait out the
-// whole fsync in the P's run queue.
-func (f osFile) Sync() error {
-	runtime.Gosched()
-	return unix.Fdatasync(int(f.Fd()))
-}
+func (f osFile) Sync() error { return unix.Fdatasync(int(f.Fd())) }
 
 func (f osFile) Size() (int64, error) {
 	st, err := f.Stat()
