@@ -10,7 +10,9 @@
 # (BATCH_BYTES, LINGER override), then prints
 # the bench report and the broker's own p99 (request received to ack sent,
 # the bucket bound of strata_produce_latency_seconds, warm-up included);
-# the last line is the median p99 over the runs. Needs
+# how long the broker's threads waited for a CPU during the run (a VM's
+# scheduler can keep runnable threads waiting while a CPU is idle); the
+# last line is the median p99 over the runs. Needs
 # bin/strata (make build); STRATA=path runs another build's broker (for an
 # A/B in one session), TIMELINE=prefix writes run i's --timeline to
 # prefix.i.tsv.
@@ -28,10 +30,14 @@ for i in $(seq "$RUNS"); do
   "${STRATA:-./bin/strata}" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+  read -r ran0 wait0 < <(sched_ms $pid)
+  t0=$(date +%s%N)
   out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
     --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" \
     ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"} 2>/dev/null)
-  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms"
+  read -r ran1 wait1 < <(sched_ms $pid)
+  t1=$(date +%s%N)
+  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms; in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"
   echo "$out" | p99 >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

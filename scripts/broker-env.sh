@@ -28,3 +28,11 @@ broker_p99() {
     END { if (n == 0) { print "none"; exit }
       total = cum[n]; for (i = 1; i <= n; i++) if (cum[i] >= 0.99 * total) { if (les[i] == "+Inf") print "+Inf"; else printf "%.1f\n", les[i] * 1000; exit } }'
 }
+
+# sched_ms PID: "RAN WAITED", the time (ms) the threads of process PID
+# have spent on a CPU and runnable but waiting for one, summed over its
+# live threads (from /proc/PID/task/*/schedstat; threads that have exited
+# are not counted).
+sched_ms() {
+  cat /proc/"$1"/task/[0-9]*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r / 1e6, w / 1e6}'
+}
