@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/strata-stream/strata/internal/hugebuf"
 	"github.com/strata-stream/strata/internal/lowprio"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
@@ -290,7 +292,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 		err   error
 	)
 	producers := cloneStates(p.sealedProducers)
-	bufs := s.uploadBufs.get()
+	bufs := s.uploadBufs.get(int(seg.Size))
 	defer s.uploadBufs.put(bufs)
 	// Reading and compressing a segment is the broker's biggest burst of
 	// CPU; at a lower priority it yields to request handling.
@@ -301,9 +303,7 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 			err = fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
 			return
 		}
-		bufs.batches = batches
 		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches, Buf: bufs.object})
-		bufs.object = obj
 		for h := range segment.Batches(batches) { // CRC-checked by ReadSegment
 			if h.ProducerID >= 0 {
 				recordBatch(producers, h, h.BaseOffset)
@@ -578,34 +578,56 @@ func remoteReadError(topic string, p int32, e metadata.SegmentEntry, err error) 
 // uploadBuffers are one upload's segment and object buffers.
 type uploadBuffers struct {
 	batches, object []byte
+	kept            bool // from the pool (outside the Go heap), returned to it after the upload
 }
 
-// uploadBufferPool keeps the buffers of finished uploads for the next
-// ones (at most one pair per concurrent upload): a broker that seals 64
-// MiB segments all day then reuses the same memory instead of growing its
-// heap by 128 MiB per upload, which costs page faults and garbage
-// collections that the produce path feels. A sync.Pool would not do:
-// every GC cycle empties it.
+// uploadBufferPool keeps at most n pairs of upload buffers for the
+// broker's life: a broker that seals 64 MiB segments all day reuses the
+// same memory instead of allocating 128 MiB per upload. They are mapped
+// outside the Go heap, on huge pages where the kernel allows
+// (internal/hugebuf): the heap then grows to twice what the broker uses
+// without them, not with them, and each buffer costs a few hundred page
+// faults instead of tens of thousands. A sync.Pool would not do: every GC
+// cycle empties it.
 type uploadBufferPool struct {
-	free chan *uploadBuffers
+	free    chan *uploadBuffers
+	mu      sync.Mutex
+	created int
 }
+
+// uploadBufferSlack is what a pair holds beyond a segment: an object's
+// footer (and room for a segment a little over its size).
+const uploadBufferSlack = 2 << 20
 
 func newUploadBufferPool(n int) *uploadBufferPool {
 	return &uploadBufferPool{free: make(chan *uploadBuffers, max(n, 1))}
 }
 
-func (u *uploadBufferPool) get() *uploadBuffers {
+// get returns a pair for a segment of need bytes: one from the pool that
+// is large enough, a new kept pair (of at least the default segment size)
+// while fewer than n exist, or else a pair of the Go heap's, for this
+// upload only.
+func (u *uploadBufferPool) get(need int) *uploadBuffers {
 	select {
 	case b := <-u.free:
-		return b
+		if cap(b.batches) >= need+uploadBufferSlack {
+			return b
+		}
+		u.free <- b // too small for this segment; never blocks (we took it)
 	default:
-		return &uploadBuffers{}
 	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.created < cap(u.free) {
+		u.created++
+		size := max(need, int(DefaultTopicConfig.SegmentBytes)) + uploadBufferSlack
+		return &uploadBuffers{batches: hugebuf.Alloc(size), object: hugebuf.Alloc(size), kept: true}
+	}
+	return &uploadBuffers{}
 }
 
 func (u *uploadBufferPool) put(b *uploadBuffers) {
-	select {
-	case u.free <- b:
-	default: // more concurrent uploads than the pool keeps: let it go
+	if b.kept {
+		u.free <- b // never blocks: at most cap(free) kept pairs exist
 	}
 }
