@@ -3,6 +3,14 @@
 #
 # The broker listens on PORT (gRPC, default 19400) and PORT+1 (HTTP); a
 # broker already answering there would be measured instead: refuse.
+# A signal (^C, a closed pipe such as `| head -1`) exits through the
+# script's EXIT trap, which stops the broker and removes its data (a
+# benchmark's data directory is about 1 GB): without these, bash dies of
+# the signal and skips it.
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 141' PIPE
+
 PORT=${PORT:-19400}
 HTTP_PORT=$((PORT + 1))
 if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
