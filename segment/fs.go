@@ -6,8 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-
-	"golang.org/x/sys/unix"
 )
 
 // FS is the file-system seam of the log: only what the log uses. The real
@@ -102,7 +100,7 @@ func (OSFS) SyncDir(dir string) error {
 
 type osFile struct{ *os.File }
 
-func (f osFile) Sync() error { return unix.Fdatasync(int(f.Fd())) }
+func (f osFile) Sync() error { return datasync(f.File) }
 
 func (f osFile) Size() (int64, error) {
 	st, err := f.Stat()

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package segment
+
+import "os"
+
+// datasync makes f's written bytes durable where fdatasync is not
+// available: os.File.Sync (F_FULLFSYNC on macOS).
+func datasync(f *os.File) error { return f.Sync() }
