@@ -38,6 +38,7 @@ run: build
 # Every test: unit tests with the race detector, fuzz seed corpora, and the
 # integration tests (real broker processes, embedded etcd, a real MinIO).
 test: $(MINIO)
+	GOOS=darwin GOARCH=arm64 $(GO) build ./...   # developers on macOS build it too
 	STRATA_MINIO_BIN=$(MINIO) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint: $(GOLANGCI_LINT) $(BUF)
