@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-stream/strata/internal/etcdtest"
 	"github.com/strata-stream/strata/metadata"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
@@ -423,7 +423,7 @@ func TestGroupCommitsAreCoalesced(t *testing.T) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	writes := groupWrites(t, cli, b.srv.store.Prefix(), "gc", before, rev())
+	writes := etcdtest.GroupWrites(t, cli, b.srv.store.Prefix(), "gc", before, rev())
 	bound := int(elapsed/interval) + 1
 	t.Logf("%d commits in %s: %d etcd writes of the group (bound %d)", commits.Load(), elapsed.Round(time.Millisecond), writes, bound)
 	if writes > bound || writes == 0 {
@@ -432,33 +432,6 @@ func TestGroupCommitsAreCoalesced(t *testing.T) {
 	if commits.Load() < int64(3*bound) {
 		t.Fatalf("only %d commits in %s: too few to show coalescing (want at least %d)", commits.Load(), elapsed, 3*bound)
 	}
-}
-
-// groupWrites counts the etcd revisions in (from, to] that wrote a key of
-// group (its state, coordinator key or offsets): it watches the cluster
-// prefix from from+1 until a sentinel key written after to.
-func groupWrites(t *testing.T, cli *clientv3.Client, prefix, group string, from, to int64) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	sentinel := prefix + "test-sentinel"
-	if _, err := cli.Put(ctx, sentinel, "x"); err != nil {
-		t.Fatal(err)
-	}
-	revs := map[int64]bool{}
-	for resp := range cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
-		for _, ev := range resp.Events {
-			k := string(ev.Kv.Key)
-			if k == sentinel {
-				return len(revs)
-			}
-			if ev.Kv.ModRevision <= to && (strings.HasPrefix(k, prefix+"groups/"+group+"/") || strings.HasPrefix(k, prefix+"offsets/"+group+"/")) {
-				revs[ev.Kv.ModRevision] = true
-			}
-		}
-	}
-	t.Fatal("watch ended before the sentinel")
-	return 0
 }
 
 // TestGroupAdmin: reset and delete are refused while the group has

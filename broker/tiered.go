@@ -578,8 +578,11 @@ func remoteReadError(topic string, p int32, e metadata.SegmentEntry, err error) 
 // uploadBuffers are one upload's segment and object buffers.
 type uploadBuffers struct {
 	batches, object []byte
-	kept            bool // from the pool (outside the Go heap), returned to it after the upload
 }
+
+// kept reports whether b is one of the pool's pairs (outside the Go
+// heap, returned to the pool after the upload); a heap pair starts empty.
+func (b *uploadBuffers) kept() bool { return b.batches != nil }
 
 // uploadBufferPool keeps at most n pairs of upload buffers for the
 // broker's life: a broker that seals 64 MiB segments all day reuses the
@@ -621,13 +624,13 @@ func (u *uploadBufferPool) get(need int) *uploadBuffers {
 	if u.created < cap(u.free) {
 		u.created++
 		size := max(need, int(DefaultTopicConfig.SegmentBytes)) + uploadBufferSlack
-		return &uploadBuffers{batches: hugebuf.Alloc(size), object: hugebuf.Alloc(size), kept: true}
+		return &uploadBuffers{batches: hugebuf.Alloc(size), object: hugebuf.Alloc(size)}
 	}
 	return &uploadBuffers{}
 }
 
 func (u *uploadBufferPool) put(b *uploadBuffers) {
-	if b.kept {
+	if b.kept() {
 		u.free <- b // never blocks: at most cap(free) kept pairs exist
 	}
 }

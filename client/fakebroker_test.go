@@ -51,18 +51,27 @@ func (f *fakeBroker) Consume(r *stratav1.ConsumeRequest, s stratav1.ConsumeServi
 }
 
 func startFake(t *testing.T, f *fakeBroker) string {
+	serveFake(t, func(g *grpc.Server, addr string) {
+		f.addr = addr
+		stratav1.RegisterMetadataServiceServer(g, f)
+		stratav1.RegisterProduceServiceServer(g, f)
+		stratav1.RegisterConsumeServiceServer(g, f)
+	})
+	return f.addr
+}
+
+// serveFake serves, on a free 127.0.0.1 port until t ends, the services
+// register adds; register learns the address before anything is served.
+func serveFake(t *testing.T, register func(g *grpc.Server, addr string)) {
+	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.addr = lis.Addr().String()
 	g := grpc.NewServer()
-	stratav1.RegisterMetadataServiceServer(g, f)
-	stratav1.RegisterProduceServiceServer(g, f)
-	stratav1.RegisterConsumeServiceServer(g, f)
+	register(g, lis.Addr().String())
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
-	return f.addr
 }
 
 // okStream answers every request with success.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -134,17 +133,12 @@ func (f *fakeCoordinator) event(e string) {
 
 func startCoordinator(t *testing.T, f *fakeCoordinator) *client.Client {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.addr = lis.Addr().String()
-	g := grpc.NewServer()
-	stratav1.RegisterMetadataServiceServer(g, f)
-	stratav1.RegisterConsumeServiceServer(g, f)
-	stratav1.RegisterGroupServiceServer(g, f)
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
+	serveFake(t, func(g *grpc.Server, addr string) {
+		f.addr = addr
+		stratav1.RegisterMetadataServiceServer(g, f)
+		stratav1.RegisterConsumeServiceServer(g, f)
+		stratav1.RegisterGroupServiceServer(g, f)
+	})
 	c, err := client.New(client.Config{Brokers: []string{f.addr}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)

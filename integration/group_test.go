@@ -1166,7 +1166,7 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	commits.Wait()
 	elapsed := time.Since(begin)
 	after := rev()
-	writes := countGroupWrites(t, cl.etcd, cl.prefix, "load-g", before, after)
+	writes := etcdtest.GroupWrites(t, cl.etcd, cl.prefix, "load-g", before, after)
 	bound := int(elapsed/groupCommitInterval) + 1
 	t.Logf("commit load: %d members, up to %d commits in flight each, %d commit ticks (%.0f/s), %d commits sent (%.0f/s), %d ok, %d failed, in %s: %d etcd writes of the group (%.1f/s); bound %d (one per %s); etcd revisions overall %d",
 		members, inFlight, ticks.Load(), float64(ticks.Load())/elapsed.Seconds(), sent.Load(), float64(sent.Load())/elapsed.Seconds(), ok.Load(), failed.Load(), elapsed.Round(time.Millisecond),
@@ -1181,33 +1181,6 @@ func testGroupCommitLoad(t *testing.T, cl *groupCluster) {
 	if ok.Load() < int64(5*bound) {
 		t.Errorf("only %d commits acknowledged in %s: too few to show coalescing (want at least 5 per write the bound allows, %d)", ok.Load(), elapsed, 5*bound)
 	}
-}
-
-// countGroupWrites counts the etcd revisions in (from, to] that wrote a
-// key of group (its state, coordinator key or offsets): it watches the
-// cluster prefix from from+1 until a sentinel written after to.
-func countGroupWrites(t *testing.T, cli *clientv3.Client, prefix, group string, from, to int64) int {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	sentinel := prefix + "test-sentinel"
-	if _, err := cli.Put(ctx, sentinel, "x"); err != nil {
-		t.Fatal(err)
-	}
-	revs := map[int64]bool{}
-	for resp := range cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(from+1)) {
-		for _, ev := range resp.Events {
-			k := string(ev.Kv.Key)
-			if k == sentinel {
-				return len(revs)
-			}
-			if ev.Kv.ModRevision <= to && (strings.HasPrefix(k, prefix+"groups/"+group+"/") || strings.HasPrefix(k, prefix+"offsets/"+group+"/")) {
-				revs[ev.Kv.ModRevision] = true
-			}
-		}
-	}
-	t.Fatal("watch ended before the sentinel")
-	return 0
 }
 
 // testGroupCoordinatorKilled: the broker coordinating a group is
