@@ -704,6 +704,7 @@ func (s *Server) openPartition(ctx context.Context, sess *concurrency.Session, t
 			// for a local fsync: the log fsyncs only for acks=leader.
 			SyncOnDemand: s.cfg.WAL,
 			StartOffset:  startOffset,
+			OnSync:       s.metrics.observeFsync,
 			Now:          s.cfg.Now,
 			Logger:       s.logger.With("topic", t.Name, "partition", p),
 		})

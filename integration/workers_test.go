@@ -203,7 +203,15 @@ func (e *workersEnv) waitBucketIsManifest(t *testing.T, topic, topicID string) (
 // there is none.
 func (e *workersEnv) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + e.b.HTTPAddr + "/metrics")
+	return metricSum(t, e.b.HTTPAddr, name)
+}
+
+// metricSum is the sum of the samples of the metric name (see
+// workersEnv.metric) on the broker whose HTTP listener is httpAddr, -1
+// when there is none.
+func metricSum(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,11 +9,14 @@
 # (RATE x 4) with acks=leader, 64 KiB batches and a 1 ms linger
 # (BATCH_BYTES, LINGER override), then prints
 # the bench report and the broker's own p99 (request received to ack sent,
-# the bucket bound of strata_produce_latency_seconds, warm-up included);
+# the bucket bound of strata_produce_latency_seconds, warm-up included) and
+# that of its group-commit fsyncs (strata_log_fsync_seconds);
 # how long the broker's threads waited for a CPU during the run (a VM's
 # scheduler can keep runnable threads waiting while a CPU is idle); the
 # last line is the median p99 over the runs. Needs
-# bin/strata (make build); STRATA=path runs another build's broker (for an
+# bin/strata (make build). Before each run it removes the previous run's
+# data and waits SETTLE seconds (default 20; see settle in broker-env.sh)
+# for the disk to finish discarding it. STRATA=path runs another build's broker (for an
 # A/B in one session), TIMELINE=prefix writes run i's --timeline to
 # prefix.i.tsv.
 set -euo pipefail
@@ -27,6 +30,7 @@ export STRATA_BROKER=127.0.0.1:$PORT
 : >"$work/p99"
 for i in $(seq "$RUNS"); do
   rm -rf "$work/data"
+  settle
   "${STRATA:-./bin/strata}" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
@@ -37,7 +41,7 @@ for i in $(seq "$RUNS"); do
     ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"} 2>/dev/null)
   read -r ran1 wait1 < <(sched_ms $pid)
   t1=$(date +%s%N)
-  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms; in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"
+  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms (fsync p99 <= $(fsync_p99 $HTTP_PORT) ms); in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"
   echo "$out" | p99 >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

@@ -15,7 +15,9 @@
 # alternately RUNS times (default 5) at full speed, then Strata alone at
 # half of its median sustained rate, tuned for latency (64 KiB batches,
 # 1 ms linger, after a 1 s unmeasured warm-up at that rate) once the
-# broker's uploads have caught up, and prints the medians.
+# broker's uploads have caught up, and prints the medians. Nothing is
+# deleted between measured runs but once, NATS's data before the latency
+# runs, followed by a SETTLE pause (see settle in broker-env.sh).
 #
 # Two rates come out of each Strata full-speed run: the acknowledgement
 # rate (records / time to the last acknowledgement: what the comparison
@@ -65,7 +67,10 @@ bench() { # size records
     echo "strata $size B run $i: $(echo "$out" | tr '\n' ' ')uploads caught up ${catch}s later: sustained $(awk "BEGIN {printf \"%d\", $n / ($secs + $catch)}") records/s"
     echo "$out" | awk '/^throughput/ {print $2}' >>"$work/s$size"
     awk "BEGIN {printf \"%d\\n\", $n / ($secs + $catch)}" >>"$work/u$size"
-    out=$(nats bench js pub async "bench.$size" --msgs "$n" --size "$size" --create --storage file --purge --no-progress --stream "s$size" 2>&1 | grep "publisher stats")
+    # A stream of its own per run, not --purge: a purge deletes the last
+    # run's data, and on a disk mounted with discard the fsyncs of the
+    # next seconds wait behind that (see settle in broker-env.sh).
+    out=$(nats bench js pub async "bench.$size.$i" --msgs "$n" --size "$size" --create --storage file --no-progress --stream "s$size-$i" 2>&1 | grep "publisher stats")
     echo "nats   $size B run $i: $out"
     echo "$out" | sed -E 's/.*stats: ([0-9,]+) msgs\/sec.*/\1/; s/,//g' >>"$work/n$size"
   done
@@ -102,6 +107,7 @@ bench 100 5000000
 # The latency runs are Strata's alone: NATS, stopped, must not flush its
 # page cache (it fsyncs every 2 minutes by default) under them.
 kill "$nats_pid"; wait "$nats_pid" 2>/dev/null || true
-rm -rf "$work/nats"; sync
+rm -rf "$work/nats"
+settle
 half 1024
 half 100

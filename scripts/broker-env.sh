@@ -18,6 +18,16 @@ if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
   exit 1
 fi
 
+# settle: sync, then wait SETTLE seconds (default 20) before a measured
+# run. On this VM's disk (ext4 mounted with `discard`) the fdatasync of
+# appends stays slow for seconds after a large delete, while the freed
+# blocks are discarded: a program doing nothing but group-committed
+# appends at 50 MB/s had p99 175-179 ms right after deleting 2 GB, 16-17
+# ms 5 s after deleting 1 GB, 1.9-2.9 ms after 10-20 s
+# (docs/benchmarks.md). A run right after the previous run's data was
+# removed measures that, not the broker.
+settle() { sync; sleep "${SETTLE:-20}"; }
+
 # median: the median of the numbers on stdin, one per line.
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -25,17 +35,25 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # stdin.
 p99() { awk '/latency/ {gsub("ms,","",$6); print $6}'; }
 
-# broker_p99 PORT: the upper bound (ms) of the histogram bucket holding the
-# 99th percentile of strata_produce_latency_seconds (acks=leader) on the
-# broker whose HTTP listener is on PORT: the time from receiving a
-# produce request to acknowledging it, since the broker started.
-broker_p99() {
-  curl -sf "127.0.0.1:$1/metrics" | awk '
-    /^strata_produce_latency_seconds_bucket\{acks="leader"/ {
+# hist_p99 PORT SERIES: the upper bound (ms) of the histogram bucket
+# holding the 99th percentile of SERIES (a histogram's name and the start
+# of its labels, e.g. 'strata_produce_latency_seconds_bucket{acks="leader"')
+# on the broker whose HTTP listener is on PORT, since it started.
+hist_p99() {
+  curl -sf "127.0.0.1:$1/metrics" | awk -v series="$2" '
+    index($0, series) == 1 {
       match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); n++; les[n] = le; cum[n] = $2 }
-    END { if (n == 0) { print "none"; exit }
+    END { if (n == 0 || cum[n] == 0) { print "none"; exit }
       total = cum[n]; for (i = 1; i <= n; i++) if (cum[i] >= 0.99 * total) { if (les[i] == "+Inf") print "+Inf"; else printf "%.1f\n", les[i] * 1000; exit } }'
 }
+
+# broker_p99 PORT: hist_p99 of strata_produce_latency_seconds (acks=leader):
+# the time from receiving a produce request to acknowledging it.
+broker_p99() { hist_p99 "$1" 'strata_produce_latency_seconds_bucket{acks="leader"'; }
+
+# fsync_p99 PORT: hist_p99 of strata_log_fsync_seconds, the group-commit
+# fsyncs that acks=leader waits for under --sync-policy always.
+fsync_p99() { hist_p99 "$1" 'strata_log_fsync_seconds_bucket{'; }
 
 # sched_ms PID: "RAN WAITED", the time (ms) the threads of process PID
 # have spent on a CPU and runnable but waiting for one, summed over its

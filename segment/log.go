@@ -83,6 +83,11 @@ type Config struct {
 	// elsewhere (the object-store WAL) and whose readers are capped by it,
 	// so that appends nobody waits on cost no fsync of their own.
 	SyncOnDemand bool
+	// OnSync, when set, is told how long each fsync of the active segment
+	// by the group-commit syncer took: what a SyncAlways append's
+	// WaitDurable waits for (with whatever fsync was already running). It
+	// runs on the syncer and must not block.
+	OnSync func(time.Duration)
 	// StartOffset is the offset of an empty log's first batch (default 0).
 	StartOffset int64
 	// Now is the clock (default time.Now).
@@ -680,9 +685,13 @@ func (l *Log) syncOnce() {
 	if failed != nil || target <= synced || active == nil {
 		return
 	}
+	start := l.cfg.Now()
 	if err := active.log.Sync(); err != nil {
 		_ = l.fail(fmt.Errorf("sync %s: %w", active.path, err))
 		return
+	}
+	if l.cfg.OnSync != nil {
+		l.cfg.OnSync(l.cfg.Now().Sub(start))
 	}
 	l.mu.Lock()
 	// A roll may have happened meanwhile: target never exceeds the end of

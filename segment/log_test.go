@@ -332,7 +332,20 @@ func TestCorruptBatchIsNeverServed(t *testing.T) {
 func TestGroupCommit(t *testing.T) {
 	fsys := NewMemFS()
 	fsys.SetSyncDelay(time.Millisecond)
-	l := openTest(t, Config{Dir: "/g", FS: fsys, SyncPolicy: SyncAlways})
+	var observed struct {
+		sync.Mutex
+		n   int
+		min time.Duration
+	}
+	onSync := func(d time.Duration) {
+		observed.Lock()
+		defer observed.Unlock()
+		if observed.n == 0 || d < observed.min {
+			observed.min = d
+		}
+		observed.n++
+	}
+	l := openTest(t, Config{Dir: "/g", FS: fsys, SyncPolicy: SyncAlways, OnSync: onSync})
 	const writers, each = 16, 50
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -354,6 +367,13 @@ func TestGroupCommit(t *testing.T) {
 	wg.Wait()
 	syncs := fsys.Syncs()
 	t.Logf("%d durable appends took %d fsyncs", writers*each, syncs)
+	observed.Lock()
+	// Every durable append waited for a syncer fsync that OnSync saw, each
+	// at least the FS's delay; Syncs also counts the seal's and Open's.
+	if observed.n == 0 || observed.n > syncs || observed.min < time.Millisecond {
+		t.Errorf("OnSync saw %d fsyncs (of %d), the shortest %v; want 1..%d of at least 1ms", observed.n, syncs, observed.min, syncs)
+	}
+	observed.Unlock()
 	if syncs > writers*each/4 {
 		t.Fatalf("%d fsyncs for %d appends: no group commit", syncs, writers*each)
 	}
