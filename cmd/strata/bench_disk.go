@@ -77,6 +77,7 @@ type diskRun struct {
 	buf     []byte
 
 	syncs   []time.Duration
+	worst   worstRound
 	written atomic.Int64 // read by the progress line
 }
 
@@ -115,11 +116,16 @@ func runBenchDisk(out, progressOut io.Writer, o *diskOptions) error {
 	defer close(stop)
 	go diskProgress(progressOut, r, stop)
 	var byteLat []time.Duration
+	if rate > 0 {
+		// A sample per 10 µs of due time (at most a million), written
+		// before the clock starts.
+		byteLat = touched(int(min(1_000_000, o.duration/(10*time.Microsecond))) + 1)
+	}
 	start := time.Now()
 	if rate == 0 {
 		err = r.backToBack(start, o.duration, chunk, o.overwrite)
 	} else {
-		byteLat, err = r.paced(start, o.duration, float64(rate), o.overwrite)
+		byteLat, err = r.paced(start, o.duration, float64(rate), o.overwrite, byteLat)
 	}
 	elapsed := time.Since(start)
 	if err != nil {
@@ -141,6 +147,9 @@ func runBenchDisk(out, progressOut io.Writer, o *diskOptions) error {
 		slices.Sort(byteLat)
 		fmt.Fprintf(out, "byte latency (due to durable) at %s/s: p50 %s, p99 %s, p99.9 %s, max %s\n", o.bytesPerSec,
 			fmtDur(percentile(byteLat, 0.5)), fmtDur(percentile(byteLat, 0.99)), fmtDur(percentile(byteLat, 0.999)), fmtDur(percentile(byteLat, 1)))
+		w := r.worst
+		fmt.Fprintf(out, "longest wait: %s for bytes due at %s: %s for the round before to finish, %s between rounds (this process sleeping or not running), %s in their write+fdatasync\n",
+			fmtDur(w.wait), w.due.Round(time.Millisecond), fmtDur(w.before), fmtDur(w.between), fmtDur(w.syncing))
 		if got := written / elapsed.Seconds(); got < 0.95*float64(rate) {
 			fmt.Fprintf(out, "the disk did not keep up: %.1f MB/s written of %.1f MB/s asked\n", got/1e6, float64(rate)/1e6)
 		}
@@ -209,13 +218,13 @@ func (r *diskRun) backToBack(start time.Time, d time.Duration, chunk int64, over
 }
 
 // paced appends at rate bytes/s for d: each round writes everything due
-// since the previous round began and fdatasyncs it. It returns one
+// since the previous round began and fdatasyncs it. It appends to lat one
 // latency sample per step of due time (the time from then to the end of
-// the fdatasync that covered it), step being at least 10 µs.
-func (r *diskRun) paced(start time.Time, d time.Duration, rate float64, overwrite bool) ([]time.Duration, error) {
-	step := max(10*time.Microsecond, d/1_000_000)
-	lat := touched(int(d/step) + 1)
+// the fdatasync that covered it), step being d / cap(lat).
+func (r *diskRun) paced(start time.Time, d time.Duration, rate float64, overwrite bool, lat []time.Duration) ([]time.Duration, error) {
+	step := d / time.Duration(cap(lat))
 	covered := time.Duration(0) // bytes due before this are written
+	prevDone := time.Duration(0)
 	for {
 		began := time.Since(start)
 		if began >= d {
@@ -231,11 +240,25 @@ func (r *diskRun) paced(start time.Time, d time.Duration, rate float64, overwrit
 		}
 		done := time.Since(start)
 		r.syncs = append(r.syncs, done-began)
+		if w := done - covered; w > r.worst.wait {
+			r.worst = worstRound{due: covered, wait: w, before: prevDone - covered, between: began - prevDone, syncing: done - began}
+		}
 		for due := covered; due < began && len(lat) < cap(lat); due += step {
 			lat = append(lat, done-due)
 		}
-		covered = began
+		covered, prevDone = began, done
 	}
+}
+
+// worstRound is the round of paced whose first byte waited longest: when
+// it fell due, how long it waited, and the parts of that wait.
+type worstRound struct {
+	due, wait time.Duration
+	// before is the rest of the previous round (its write+fdatasync)
+	// after the bytes fell due, between the time from its end to this
+	// round's start (the process sleeping or not running), syncing this
+	// round's write+fdatasync.
+	before, between, syncing time.Duration
 }
 
 // touched returns an empty slice of capacity n whose memory has been
