@@ -19,13 +19,13 @@ if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
 fi
 
 # settle: sync, then wait SETTLE seconds (default 20) before a measured
-# run. On this VM's disk (ext4 mounted with `discard`) the fdatasync of
-# appends stays slow for seconds after a large delete, while the freed
-# blocks are discarded: a program doing nothing but group-committed
-# appends at 50 MB/s had p99 175-179 ms right after deleting 2 GB, 16-17
-# ms 5 s after deleting 1 GB, 1.9-2.9 ms after 10-20 s
-# (docs/benchmarks.md). A run right after the previous run's data was
-# removed measures that, not the broker.
+# run. On the benchmark VM's disk (ext4 mounted with `discard`) an
+# fdatasync waits behind the discard of blocks freed just before:
+# `strata bench disk --bytes-per-sec 50MB` right after deleting 2 GB
+# had a byte-latency p99 of 130-179 ms in three runs of four, 20 s later
+# 1.5-9.9 ms (docs/benchmarks.md, "The disk under acks=leader"). A run
+# right after the previous run's data was removed measures that, not
+# the broker.
 settle() { sync; sleep "${SETTLE:-20}"; }
 
 # median: the median of the numbers on stdin, one per line.
