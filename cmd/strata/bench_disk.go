@@ -261,20 +261,6 @@ type worstRound struct {
 	before, between, syncing time.Duration
 }
 
-// touched returns an empty slice of capacity n whose memory has been
-// written (zeroed), for samples taken while measuring: growing a slice,
-// or the first write to a page of a new one, faults pages in, which on
-// some VMs costs more than what is measured (on the project's benchmark
-// VM, bench disk's byte-latency p99 at 50 MB/s was 13.8-30.2 ms with a
-// growing slice, 3.7-4.3 ms with this).
-func touched(n int) []time.Duration {
-	s := make([]time.Duration, n)
-	// make does not write memory fresh from the OS (it is zero already),
-	// so the first writes would fault its pages in: write it now.
-	clear(s)
-	return s[:0]
-}
-
 // diskProgress prints a line a second until stop is closed.
 func diskProgress(w io.Writer, r *diskRun, stop <-chan struct{}) {
 	t := time.NewTicker(time.Second)
