@@ -496,14 +496,9 @@ func TestServeOperations(t *testing.T) {
 		}
 	}
 	// The syncer fsyncs the written records within its interval (100 ms).
-	fsyncs := metricSum(t, b.HTTPAddr, "strata_log_fsync_seconds_count")
-	for deadline := time.Now().Add(5 * time.Second); fsyncs < 1 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
-		fsyncs = metricSum(t, b.HTTPAddr, "strata_log_fsync_seconds_count")
-	}
-	if fsyncs < 1 {
-		t.Errorf("strata_log_fsync_seconds_count %v after producing: the group-commit fsyncs are not counted", fsyncs)
-	}
+	waitUntil(t, 5*time.Second, "counting the group-commit fsyncs in strata_log_fsync_seconds_count", func() bool {
+		return metricSum(t, b.HTTPAddr, "strata_log_fsync_seconds_count") >= 1
+	})
 
 	cc, err := grpc.NewClient(b.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -25,9 +25,7 @@ cd "$(dirname "$0")/.."
 RUNS=$1 SIZE=$2 RATE=$3
 shift 3
 work=$(mktemp -d)
-# kill fails when no job is left, and under set -e a failing command ends
-# the trap: || true, or the data directory (about 1 GB) stays.
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+remove_on_exit "$work"
 export STRATA_BROKER=127.0.0.1:$PORT
 : >"$work/p99"
 for i in $(seq "$RUNS"); do

@@ -35,9 +35,7 @@ RUNS=${1:-5}
 NATS_BIN=${NATS_BIN:-$HOME/.cache/strata-tools/nats}
 PATH=$NATS_BIN:$PATH
 work=$(mktemp -d)
-# kill fails when no job is left, and under set -e a failing command ends
-# the trap: || true, or the data directory (about 1 GB) stays.
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+remove_on_exit "$work"
 
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn ${SERVE_FLAGS:-} &
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>&1 &

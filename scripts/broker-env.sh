@@ -18,6 +18,12 @@ if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
   exit 1
 fi
 
+# remove_on_exit DIR: set the script's EXIT trap: stop its background jobs
+# (the broker, MinIO, NATS) and remove DIR (its data, about 1 GB). kill
+# fails when no job is left, and under set -e a failing command ends the
+# trap before the rm: hence the || true.
+remove_on_exit() { trap "kill \$(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf '$1'" EXIT; }
+
 # settle: sync, then wait SETTLE seconds (default 20) before a measured
 # run. On the benchmark VM's disk (ext4 mounted with `discard`) an
 # fdatasync waits behind the discard of blocks freed just before:

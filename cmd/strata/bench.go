@@ -186,9 +186,14 @@ func report(w io.Writer, what string, n int64, size int, elapsed time.Duration, 
 	fmt.Fprintf(w, "%s: %d records of %d B in %s\n", what, n, size, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "throughput: %.0f records/s, %.1f MB/s\n", float64(n)/secs, float64(n)*float64(size)/secs/1e6)
 	if len(lat) > 0 {
-		fmt.Fprintf(w, "%s latency: p50 %s, p99 %s, p99.9 %s, max %s\n", latName,
-			fmtDur(percentile(lat, 0.50)), fmtDur(percentile(lat, 0.99)), fmtDur(percentile(lat, 0.999)), fmtDur(lat[len(lat)-1]))
+		fmt.Fprintf(w, "%s latency: %s\n", latName, percentiles(lat))
 	}
+}
+
+// percentiles is "p50 X, p99 Y, p99.9 Z, max W" of sorted durations.
+func percentiles(sorted []time.Duration) string {
+	return fmt.Sprintf("p50 %s, p99 %s, p99.9 %s, max %s",
+		fmtDur(percentile(sorted, 0.50)), fmtDur(percentile(sorted, 0.99)), fmtDur(percentile(sorted, 0.999)), fmtDur(percentile(sorted, 1)))
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }

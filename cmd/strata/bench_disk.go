@@ -141,15 +141,13 @@ func runBenchDisk(out, progressOut io.Writer, o *diskOptions) error {
 		o.dir, mode, written/1e6, elapsed.Round(time.Millisecond), written/1e6/elapsed.Seconds(),
 		len(r.syncs), written/float64(max(1, len(r.syncs)))/1024)
 	slices.Sort(r.syncs)
-	fmt.Fprintf(out, "write+fdatasync: p50 %s, p99 %s, p99.9 %s, max %s\n",
-		fmtDur(percentile(r.syncs, 0.5)), fmtDur(percentile(r.syncs, 0.99)), fmtDur(percentile(r.syncs, 0.999)), fmtDur(percentile(r.syncs, 1)))
+	fmt.Fprintf(out, "write+fdatasync: %s\n", percentiles(r.syncs))
 	if rate > 0 {
 		slices.Sort(byteLat)
-		fmt.Fprintf(out, "byte latency (due to durable) at %s/s: p50 %s, p99 %s, p99.9 %s, max %s\n", o.bytesPerSec,
-			fmtDur(percentile(byteLat, 0.5)), fmtDur(percentile(byteLat, 0.99)), fmtDur(percentile(byteLat, 0.999)), fmtDur(percentile(byteLat, 1)))
+		fmt.Fprintf(out, "byte latency (due to durable) at %s/s: %s\n", o.bytesPerSec, percentiles(byteLat))
 		w := r.worst
 		fmt.Fprintf(out, "longest wait: %s for bytes due at %s: %s for the round before to finish, %s between rounds (this process sleeping or not running), %s in their write+fdatasync\n",
-			fmtDur(w.wait), w.due.Round(time.Millisecond), fmtDur(w.before), fmtDur(w.between), fmtDur(w.syncing))
+			fmtDur(w.wait()), w.due.Round(time.Millisecond), fmtDur(w.before), fmtDur(w.between), fmtDur(w.syncing))
 		if got := written / elapsed.Seconds(); got < 0.95*float64(rate) {
 			fmt.Fprintf(out, "the disk did not keep up: %.1f MB/s written of %.1f MB/s asked\n", got/1e6, float64(rate)/1e6)
 		}
@@ -240,8 +238,8 @@ func (r *diskRun) paced(start time.Time, d time.Duration, rate float64, overwrit
 		}
 		done := time.Since(start)
 		r.syncs = append(r.syncs, done-began)
-		if w := done - covered; w > r.worst.wait {
-			r.worst = worstRound{due: covered, wait: w, before: prevDone - covered, between: began - prevDone, syncing: done - began}
+		if done-covered > r.worst.wait() {
+			r.worst = worstRound{due: covered, before: prevDone - covered, between: began - prevDone, syncing: done - began}
 		}
 		for due := covered; due < began && len(lat) < cap(lat); due += step {
 			lat = append(lat, done-due)
@@ -251,15 +249,18 @@ func (r *diskRun) paced(start time.Time, d time.Duration, rate float64, overwrit
 }
 
 // worstRound is the round of paced whose first byte waited longest: when
-// it fell due, how long it waited, and the parts of that wait.
+// it fell due and the parts of its wait.
 type worstRound struct {
-	due, wait time.Duration
+	due time.Duration
 	// before is the rest of the previous round (its write+fdatasync)
 	// after the bytes fell due, between the time from its end to this
 	// round's start (the process sleeping or not running), syncing this
 	// round's write+fdatasync.
 	before, between, syncing time.Duration
 }
+
+// wait is how long the round's first byte waited to be durable.
+func (w worstRound) wait() time.Duration { return w.before + w.between + w.syncing }
 
 // diskProgress prints a line a second until stop is closed.
 func diskProgress(w io.Writer, r *diskRun, stop <-chan struct{}) {
