@@ -19,16 +19,7 @@ const MaxRequestBytes = 64 << 20
 // NewGRPCServer returns a gRPC server with the broker's services, the
 // health service (serving once the broker is ready) and reflection.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append([]grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20),
-		grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20),
-		grpc.InitialWindowSize(4 << 20), grpc.InitialConnWindowSize(16 << 20),
-		grpc.WriteBufferSize(256 << 10), grpc.ReadBufferSize(256 << 10),
-		// Clients ping every 10 s with open streams (client.Client does).
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}, opts...)
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(append(TransportOptions(), opts...)...)
 	stratav1.RegisterAdminServiceServer(g, adminService{s: s})
 	stratav1.RegisterProduceServiceServer(g, produceService{s: s})
 	stratav1.RegisterConsumeServiceServer(g, consumeService{s: s})
@@ -46,6 +37,20 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 	}
 	reflection.Register(g)
 	return g, h
+}
+
+// TransportOptions are the broker's gRPC transport settings: message
+// limits, flow-control windows, buffers and keepalive.
+func TransportOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20),
+		grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20),
+		grpc.InitialWindowSize(4 << 20), grpc.InitialConnWindowSize(16 << 20),
+		grpc.WriteBufferSize(256 << 10), grpc.ReadBufferSize(256 << 10),
+		// Clients ping every 10 s with open streams (client.Client does).
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
 }
 
 // StopGRPC stops g for a clean shutdown: streams end (BeginShutdown),

@@ -108,6 +108,17 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.mu.conns[addr]; ok {
 		return cc, nil
 	}
+	cc, err := Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.conns[addr] = cc
+	return cc, nil
+}
+
+// Dial returns a connection to the broker at addr with the client's
+// transport settings (what every Client connection uses).
+func Dial(addr string) (*grpc.ClientConn, error) {
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Pings detect a broker that stopped answering, so pending
@@ -119,7 +130,6 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
 	}
-	c.mu.conns[addr] = cc
 	return cc, nil
 }
 

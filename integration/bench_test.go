@@ -94,3 +94,67 @@ func TestBenchCommands(t *testing.T) {
 		t.Errorf("bench consume output:\n%s", out)
 	}
 }
+
+var floorReport = regexp.MustCompile(`(?m)^bench floor \((.*)\): (\d+) requests of (\d+) B at (\d+)/s in .*, after (\d+) unmeasured\nrequest latency: p50 [\d.]+ms, p99 [\d.]+ms, p99.9 [\d.]+ms, max [\d.]+ms\nrecord latency \(with the wait in a batch filling for .*\): p50 ([\d.]+)ms, p99 ([\d.]+)ms$`)
+
+// TestBenchFloor runs `strata bench floor` against its minimal server (a
+// child process of the real binary), with and without fdatasync: every
+// request is acknowledged and measured, and the server's files are gone
+// afterwards. Against a real broker its requests are record batches,
+// appended to the topic one per request.
+func TestBenchFloor(t *testing.T) {
+	b := startBroker(t, "")
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		what string
+	}{
+		{[]string{"--fsync=false"}, "minimal server: gRPC, write, no fdatasync"},
+		{[]string{"--dir", dir}, "minimal server: gRPC, write, group fdatasync in " + dir},
+	} {
+		// 200 requests/s: 20 in the 100 ms warm-up, 60 in the 300 ms measured.
+		args := append([]string{"bench", "floor", "--rate", "200", "--duration", "300ms", "--warmup", "100ms", "--request-bytes", "16KiB"}, c.args...)
+		out := mustCLI(t, b, nil, args...)
+		m := floorReport.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%v: report:\n%s", c.args, out)
+		}
+		if m[1] != c.what || m[2] != "60" || m[3] != "16384" || m[4] != "200" || m[5] != "20" {
+			t.Errorf("%v: report %q, want %q, 60 requests of 16384 B at 200/s after 20", c.args, m[0], c.what)
+		}
+		p50, _ := strconv.ParseFloat(m[6], 64)
+		p99, _ := strconv.ParseFloat(m[7], 64)
+		if p50 <= 0 || p99 < p50 {
+			t.Errorf("%v: record latency p50 %v ms, p99 %v ms", c.args, p50, p99)
+		}
+		if left, _ := os.ReadDir(dir); len(left) != 0 {
+			t.Errorf("%v: left %d entries in --dir", c.args, len(left))
+		}
+	}
+
+	// Against the broker: its first record, then 10 warm-up and 20
+	// measured batches in the topic.
+	out := mustCLI(t, b, nil, "bench", "floor", "--against", "broker", "--topic", "fl", "--record-size", "100",
+		"--rate", "100", "--duration", "200ms", "--warmup", "100ms", "--request-bytes", "4KiB")
+	m := floorReport.FindStringSubmatch(out)
+	if m == nil || m[2] != "20" || m[5] != "10" {
+		t.Fatalf("against the broker: report:\n%s", out)
+	}
+	batch := regexp.MustCompile(`^Strata broker at ` + regexp.QuoteMeta(b.Addr) + `: batches of (\d+) records of 100 B, acks=leader$`).FindStringSubmatch(m[1])
+	if batch == nil {
+		t.Fatalf("against the broker: %q", m[1])
+	}
+	perBatch, _ := strconv.ParseInt(batch[1], 10, 64)
+	if size, _ := strconv.Atoi(m[3]); perBatch < 2 || int64(size) < perBatch*100 || size > 4096+100 {
+		t.Errorf("batches of %d records in %d B, want 100 B records filling about 4 KiB", perBatch, size)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := newClient(t, b).DescribeTopic(ctx, "fl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := d.GetPartitions()[0].GetLogEndOffset(), 1+30*perBatch; got != want {
+		t.Errorf("topic fl ends at offset %d after a record and 30 batches of %d records, want %d", got, perBatch, want)
+	}
+}

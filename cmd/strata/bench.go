@@ -84,7 +84,7 @@ func newBenchCmd() *cobra.Command {
 			return withProfile(o.cpuProfile, func() error { return runBenchConsume(cmd, o) })
 		},
 	}
-	cmd.AddCommand(produce, consume, newBenchDiskCmd())
+	cmd.AddCommand(produce, consume, newBenchDiskCmd(), newBenchFloorCmd(o), newBenchFloorServerCmd())
 	return cmd
 }
 
