@@ -4,7 +4,8 @@
 #
 #   scripts/bench-floor.sh RUNS RECORD_SIZE RATE [strata serve flags...]
 #
-# Each round runs four things, alternating, each after a SETTLE pause
+# Each round runs four things, in an order rotated from round to round,
+# each after a SETTLE pause
 # (see settle in broker-env.sh), at RATE records/s of RECORD_SIZE bytes
 # batched as bench-latency.sh batches them (64 KiB batches, 1 ms linger:
 # one request per millisecond, or more often when 64 KiB fill sooner):
@@ -48,8 +49,13 @@ record_p99() { sed -nE 's/^(record|ack) latency.* p99 ([0-9.]+)ms.*/\2/p'; }
 
 echo "$RUNS rounds at $RATE records/s of $SIZE B: requests of $REQ_BYTES B at $REQ_RATE/s; serve flags: ${*:-none}"
 for kind in floor-fsync floor-nosync floor-broker bench; do : >"$work/$kind"; done
+kinds=(floor-fsync floor-nosync floor-broker bench)
 for i in $(seq "$RUNS"); do
-  for kind in floor-fsync floor-nosync floor-broker bench; do
+  # Each round starts one kind later: a run right after another broker's
+  # run is often slower than the first of a round (seen in A/B pairs),
+  # so no kind always has the same place.
+  for k in 0 1 2 3; do
+    kind=${kinds[$(( (i - 1 + k) % 4 ))]}
     settle
     case $kind in
       floor-fsync) out=$(./bin/strata bench floor $FLOOR_ARGS --dir "$work/floor") ;;

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"iter"
+	"math/bits"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -214,7 +215,6 @@ func AppendBatch(dst []byte, opts BatchOptions, records []Record) []byte {
 	}
 	start := len(dst)
 	dst = append(dst, make([]byte, BatchHeaderSize)...)
-	var scratch []byte
 	for i, r := range records {
 		kr := kmsg.Record{
 			TimestampDelta64: r.Timestamp - first,
@@ -225,9 +225,8 @@ func AppendBatch(dst []byte, opts BatchOptions, records []Record) []byte {
 		for _, h := range r.Headers {
 			kr.Headers = append(kr.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
 		}
-		// kmsg writes Length as given; encode once to learn the body size.
-		scratch = kr.AppendTo(scratch[:0])
-		kr.Length = int32(len(scratch) - 1) // a zero varint is one byte
+		// kmsg writes Length as given.
+		kr.Length = int32(recordBodySize(&kr))
 		dst = kr.AppendTo(dst)
 	}
 	kb := kmsg.RecordBatch{
@@ -246,6 +245,31 @@ func AppendBatch(dst []byte, opts BatchOptions, records []Record) []byte {
 	kb.AppendTo(dst[start:start])
 	binary.BigEndian.PutUint32(dst[start+crcPos:], CRC32C(dst[start+attrsPos:]))
 	return dst
+}
+
+// recordBodySize is the size of kr as kmsg.Record.AppendTo encodes it,
+// after its length: attributes, the timestamp and offset deltas, key and
+// value (nil is length -1), and the headers.
+func recordBodySize(kr *kmsg.Record) int {
+	n := 1 + varintSize(kr.TimestampDelta64) + varintSize(int64(kr.OffsetDelta)) +
+		nullableBytesSize(kr.Key) + nullableBytesSize(kr.Value) + varintSize(int64(len(kr.Headers)))
+	for _, h := range kr.Headers {
+		n += varintSize(int64(len(h.Key))) + len(h.Key) + nullableBytesSize(h.Value)
+	}
+	return n
+}
+
+func nullableBytesSize(b []byte) int {
+	if b == nil {
+		return varintSize(-1)
+	}
+	return varintSize(int64(len(b))) + len(b)
+}
+
+// varintSize is the length of v as a zigzag varint (Kafka's varint and
+// varlong, and encoding/binary's Varint).
+func varintSize(v int64) int {
+	return (bits.Len64((uint64(v)<<1^uint64(v>>63))|1) + 6) / 7
 }
 
 // BatchRecords decodes the records of one uncompressed, CRC-checked batch b
