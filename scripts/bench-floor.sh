@@ -40,7 +40,7 @@ serve() {
   rm -rf "$work/data"
   ./bin/strata serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+  wait_ready
 }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work/data"; }
 # record_p99: the record latency p99 (ms) of a bench floor or bench
@@ -48,14 +48,14 @@ stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work/data"; }
 record_p99() { sed -nE 's/^(record|ack) latency.* p99 ([0-9.]+)ms.*/\2/p'; }
 
 echo "$RUNS rounds at $RATE records/s of $SIZE B: requests of $REQ_BYTES B at $REQ_RATE/s; serve flags: ${*:-none}"
-for kind in floor-fsync floor-nosync floor-broker bench; do : >"$work/$kind"; done
 kinds=(floor-fsync floor-nosync floor-broker bench)
+for kind in "${kinds[@]}"; do : >"$work/$kind"; done
 for i in $(seq "$RUNS"); do
   # Each round starts one kind later: a run right after another broker's
   # run is often slower than the first of a round (seen in A/B pairs),
   # so no kind always has the same place.
-  for k in 0 1 2 3; do
-    kind=${kinds[$(( (i - 1 + k) % 4 ))]}
+  for k in "${!kinds[@]}"; do
+    kind=${kinds[$(( (i - 1 + k) % ${#kinds[@]} ))]}
     settle
     case $kind in
       floor-fsync) out=$(./bin/strata bench floor $FLOOR_ARGS --dir "$work/floor") ;;
@@ -75,6 +75,6 @@ for i in $(seq "$RUNS"); do
     echo "round $i $kind: p99 $p ms | $(echo "$out" | tr '\n' ' ')"
   done
 done
-for kind in floor-fsync floor-nosync floor-broker bench; do
+for kind in "${kinds[@]}"; do
   echo "MEDIAN p99 $kind: $(median <"$work/$kind") ms (runs: $(tr '\n' ' ' <"$work/$kind"))"
 done

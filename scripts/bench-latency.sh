@@ -33,7 +33,7 @@ for i in $(seq "$RUNS"); do
   settle
   "${STRATA:-./bin/strata}" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+  wait_ready
   read -r ran0 wait0 < <(sched_ms $pid)
   t0=$(date +%s%N)
   out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \

@@ -24,7 +24,7 @@ serve() {
   ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn \
     --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" &
   broker=$!
-  for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+  wait_ready
 }
 metric() { curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
 status() { ./bin/strata tier status bench; }

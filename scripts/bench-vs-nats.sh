@@ -40,7 +40,7 @@ remove_on_exit "$work"
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn ${SERVE_FLAGS:-} &
 nats-server -js -sd "$work/nats" -a 127.0.0.1 -p 14222 -m 0 >"$work/nats.log" 2>&1 &
 nats_pid=$!
-for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+wait_ready
 export STRATA_BROKER=127.0.0.1:$PORT NATS_URL=nats://127.0.0.1:14222
 
 metric() { # name: the broker's sum of a counter over its labels

@@ -21,7 +21,7 @@ remove_on_exit "$work"
 export STRATA_BROKER=127.0.0.1:$PORT
 ./bin/strata serve --data-dir "$work/strata" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn \
   --object-store "s3://bench/strata?endpoint=http://127.0.0.1:19900&region=us-east-1&path-style=true" --wal on ${SERVE_FLAGS:-} &
-for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done
+wait_ready
 metric() { curl -s 127.0.0.1:$HTTP_PORT/metrics | awk -v m="$1" '$1 == m {print $2}' | head -1; }
 
 for parts in 1 100; do

@@ -18,6 +18,10 @@ if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
   exit 1
 fi
 
+# wait_ready: wait up to 20 s for the broker on HTTP_PORT to answer
+# /readyz.
+wait_ready() { for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done; }
+
 # remove_on_exit DIR: set the script's EXIT trap: stop its background jobs
 # (the broker, MinIO, NATS) and remove DIR (its data, about 1 GB). kill
 # fails when no job is left, and under set -e a failing command ends the

@@ -212,8 +212,8 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 		return err
 	}
 	defer admin.Close()
-	if _, err := admin.CreateTopic(ctx, o.topic, o.partitions, nil); err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("create topic %s: %w", o.topic, err)
+	if err := createTopic(ctx, admin, o.topic, o.partitions); err != nil {
+		return err
 	}
 	values, err := benchValues(o.payload, o.recordSize)
 	if err != nil {
@@ -380,6 +380,14 @@ func pace(now, start time.Time, k int64, rate float64) bool {
 	}
 	time.Sleep(d)
 	return true
+}
+
+// createTopic creates topic with partitions unless it exists already.
+func createTopic(ctx context.Context, c *client.Client, topic string, partitions int32) error {
+	if _, err := c.CreateTopic(ctx, topic, partitions, nil); err != nil && status.Code(err) != codes.AlreadyExists {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	return nil
 }
 
 // warmProducer connects a client and its bench producer, and produces

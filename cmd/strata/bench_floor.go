@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -331,7 +330,6 @@ func runBenchFloor(ctx context.Context, out io.Writer, o *floorOptions) error {
 	n := warm + max(1, int(o.rate*o.duration.Seconds()))
 	sent, lat := make([]time.Time, n), touched(n)[:n]
 	recvErr := make(chan error, 1)
-	var acked atomic.Int64
 	go func() {
 		for range n {
 			r, err := st.Recv()
@@ -351,7 +349,6 @@ func runBenchFloor(ctx context.Context, out io.Writer, o *floorOptions) error {
 				return
 			}
 			lat[id] = time.Since(sent[id])
-			acked.Add(1)
 		}
 		recvErr <- nil
 	}()
@@ -415,8 +412,8 @@ func readyTopic(ctx context.Context, addr, topic string) error {
 		return err
 	}
 	defer c.Close()
-	if _, err := c.CreateTopic(ctx, topic, 1, nil); err != nil && status.Code(err) != codes.AlreadyExists {
-		return fmt.Errorf("create topic %s: %w", topic, err)
+	if err := createTopic(ctx, c, topic, 1); err != nil {
+		return err
 	}
 	p := c.NewProducer(client.ProducerConfig{Acks: stratav1.Acks_ACKS_LEADER, ManualPartitions: true})
 	defer func() { _ = p.Close() }()
