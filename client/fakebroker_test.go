@@ -50,7 +50,7 @@ func (f *fakeBroker) Consume(r *stratav1.ConsumeRequest, s stratav1.ConsumeServi
 	return f.consumeFn(r, s)
 }
 
-func startFake(t *testing.T, f *fakeBroker) string {
+func startFake(t testing.TB, f *fakeBroker) string {
 	serveFake(t, func(g *grpc.Server, addr string) {
 		f.addr = addr
 		stratav1.RegisterMetadataServiceServer(g, f)
@@ -62,7 +62,7 @@ func startFake(t *testing.T, f *fakeBroker) string {
 
 // serveFake serves, on a free 127.0.0.1 port until t ends, the services
 // register adds; register learns the address before anything is served.
-func serveFake(t *testing.T, register func(g *grpc.Server, addr string)) {
+func serveFake(t testing.TB, register func(g *grpc.Server, addr string)) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
