@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# An A/B of two brokers (two builds, or two sets of serve flags) under
+# bench-latency.sh's load, as docs/benchmarks.md reports it:
+#
+#   scripts/bench-ab.sh PAIRS RECORD_SIZE RATE "SERVE FLAGS A" "SERVE FLAGS B"
+#
+# STRATA_A and STRATA_B are the two sides' broker binaries (default
+# bin/strata); the client is always bin/strata. Each pair runs both sides,
+# A first in odd pairs and B first in even ones (on these VMs the position
+# in a sequence of runs matters as much as the change: docs/benchmarks.md,
+# "The second run of a pair is slower"), each on a fresh broker after
+# SETTLE seconds (default 15). Each run produces for 1 s unmeasured, then
+# 4 s worth of records (RATE x 4) with acks=leader, 64 KiB batches and a
+# 1 ms linger. It prints per run the ack p99, the client's and the
+# broker's CPU seconds and the broker's own p99 bucket, then per side the
+# medians and the pairs in which each side had the lower p99.
+#
+# How many pairs: an A/A run (both sides the same) gave medians 5.90 and
+# 4.98 ms over 6 pairs. Differences under about 1 ms need 16 pairs or
+# more. Needs bin/strata (make build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/broker-env.sh
+PAIRS=$1 SIZE=$2 RATE=$3 FLAGS_A=$4 FLAGS_B=$5
+work=$(mktemp -d)
+remove_on_exit "$work"
+export STRATA_BROKER=127.0.0.1:$PORT
+tck=$(getconf CLK_TCK)
+: >"$work/A"; : >"$work/B"
+
+# run SIDE: one measured run of SIDE, appending "p99 client_cpu broker_cpu"
+# to $work/SIDE.
+run() {
+  local side=$1 bin flags
+  if [ "$side" = A ]; then bin=${STRATA_A:-./bin/strata} flags=$FLAGS_A; else bin=${STRATA_B:-./bin/strata} flags=$FLAGS_B; fi
+  rm -rf "$work/data"
+  SETTLE=${SETTLE:-15} settle
+  # shellcheck disable=SC2086 # the flags are words
+  "$bin" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn $flags >"$work/serve.log" 2>&1 &
+  pid=$!
+  wait_ready
+  local b0 b1 out cpu p
+  b0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  cpu=$( { TIMEFORMAT='%U %S'; time ./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
+    --rate "$RATE" --batch-bytes 65536 --linger 1ms --warmup 1s >"$work/out" 2>/dev/null; } 2>&1 )
+  b1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  out=$(cat "$work/out")
+  p=$(echo "$out" | p99)
+  local ccpu bcpu
+  ccpu=$(echo "$cpu" | awk '{printf "%.2f", $1 + $2}')
+  bcpu=$(awk -v d=$((b1 - b0)) -v t="$tck" 'BEGIN {printf "%.2f", d / t}')
+  echo "pair $i $side: p99 $p ms, client cpu $ccpu s, broker cpu $bcpu s, broker-side p99 <= $(broker_p99 $HTTP_PORT) ms | $(echo "$out" | grep latency)"
+  echo "$p $ccpu $bcpu" >>"$work/$side"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+echo "$PAIRS pairs at $RATE records/s of $SIZE B; A: ${STRATA_A:-bin/strata} ${FLAGS_A:-(no flags)}; B: ${STRATA_B:-bin/strata} ${FLAGS_B:-(no flags)}"
+for i in $(seq "$PAIRS"); do
+  if ((i % 2)); then run A; run B; else run B; run A; fi
+done
+for side in A B; do
+  echo "MEDIAN $side: p99 $(cut -d' ' -f1 "$work/$side" | median) ms, client cpu $(cut -d' ' -f2 "$work/$side" | median) s, broker cpu $(cut -d' ' -f3 "$work/$side" | median) s"
+done
+paste -d' ' "$work/A" "$work/B" | awk '{ if ($1 < $4) a++; else if ($4 < $1) b++ } END { printf "lower p99: A in %d pairs, B in %d\n", a, b }'
