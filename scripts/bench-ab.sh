@@ -9,15 +9,16 @@
 # A first in odd pairs and B first in even ones (on these VMs the position
 # in a sequence of runs matters as much as the change: docs/benchmarks.md,
 # "The second run of a pair is slower"), each on a fresh broker after
-# SETTLE seconds (default 15). Each run produces for 1 s unmeasured, then
-# 4 s worth of records (RATE x 4) with acks=leader, 64 KiB batches and a
-# 1 ms linger. It prints per run the ack p99, the client's and the
+# SETTLE seconds (default 15), under latency_load (broker-env.sh: 1 s
+# unmeasured, then 4 s worth of records, acks=leader, 64 KiB batches, a
+# 1 ms linger). It prints per run the ack p99, the client's and the
 # broker's CPU seconds and the broker's own p99 bucket, then per side the
 # medians and the pairs in which each side had the lower p99.
 #
 # How many pairs: an A/A run (both sides the same) gave medians 5.90 and
-# 4.98 ms over 6 pairs. Differences under about 1 ms need 16 pairs or
-# more. Needs bin/strata (make build).
+# 4.98 ms over 6 pairs (docs/benchmarks.md), so a 6-pair difference under
+# about 1 ms says nothing; that section's finding took 16. Needs
+# bin/strata (make build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/broker-env.sh
@@ -36,13 +37,10 @@ run() {
   rm -rf "$work/data"
   SETTLE=${SETTLE:-15} settle
   # shellcheck disable=SC2086 # the flags are words
-  "$bin" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn $flags >"$work/serve.log" 2>&1 &
-  pid=$!
-  wait_ready
+  start_fresh "$bin" "$work/data" $flags
   local b0 b1 out cpu p
   b0=$(awk '{print $14 + $15}' /proc/$pid/stat)
-  cpu=$( { TIMEFORMAT='%U %S'; time ./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
-    --rate "$RATE" --batch-bytes 65536 --linger 1ms --warmup 1s >"$work/out" 2>/dev/null; } 2>&1 )
+  cpu=$( { TIMEFORMAT='%U %S'; time latency_load "$SIZE" "$RATE" >"$work/out"; } 2>&1 )
   b1=$(awk '{print $14 + $15}' /proc/$pid/stat)
   out=$(cat "$work/out")
   p=$(echo "$out" | p99)

@@ -36,12 +36,7 @@ read -r REQ_RATE REQ_BYTES < <(awk -v r="$RATE" -v s="$SIZE" 'BEGIN {
   bps = r * (s + 8); n = bps / 65536; if (n < 1000) n = 1000; printf "%d %d\n", n, bps / n }')
 FLOOR_ARGS="--rate $REQ_RATE --request-bytes $REQ_BYTES --duration 4s --warmup 1s"
 
-serve() {
-  rm -rf "$work/data"
-  ./bin/strata serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
-  pid=$!
-  wait_ready
-}
+serve() { start_fresh ./bin/strata "$work/data" "$@"; }
 stop() { kill "$pid"; wait "$pid" 2>/dev/null || true; rm -rf "$work/data"; }
 # record_p99: the record latency p99 (ms) of a bench floor or bench
 # produce report on stdin.
@@ -66,8 +61,7 @@ for i in $(seq "$RUNS"); do
         stop ;;
       bench)
         serve "$@"
-        out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
-          --rate "$RATE" --batch-bytes 65536 --linger 1ms --warmup 1s 2>/dev/null)
+        out=$(latency_load "$SIZE" "$RATE")
         stop ;;
     esac
     p=$(echo "$out" | record_p99)

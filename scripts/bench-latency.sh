@@ -31,14 +31,10 @@ export STRATA_BROKER=127.0.0.1:$PORT
 for i in $(seq "$RUNS"); do
   rm -rf "$work/data"
   settle
-  "${STRATA:-./bin/strata}" serve --data-dir "$work/data" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$work/serve.log" 2>&1 &
-  pid=$!
-  wait_ready
+  start_fresh "${STRATA:-./bin/strata}" "$work/data" "$@"
   read -r ran0 wait0 < <(sched_ms $pid)
   t0=$(date +%s%N)
-  out=$(./bin/strata bench produce --topic lat --records $((RATE * 4)) --record-size "$SIZE" --acks leader \
-    --rate "$RATE" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" \
-    ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"} 2>/dev/null)
+  out=$(latency_load "$SIZE" "$RATE" ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"})
   read -r ran1 wait1 < <(sched_ms $pid)
   t1=$(date +%s%N)
   echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms (fsync p99 <= $(fsync_p99 $HTTP_PORT) ms); in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"

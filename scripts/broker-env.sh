@@ -22,6 +22,30 @@ fi
 # /readyz.
 wait_ready() { for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done; }
 
+# start_fresh BIN DIR [serve flags...]: start `BIN serve` on an empty data
+# directory DIR (removed first; its log in DIR.log) on PORT and HTTP_PORT,
+# set pid, and wait until it is ready.
+start_fresh() {
+  local bin=$1 dir=$2
+  shift 2
+  rm -rf "$dir"
+  "$bin" serve --data-dir "$dir" --listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP_PORT --log-level warn "$@" >"$dir.log" 2>&1 &
+  pid=$!
+  wait_ready
+}
+
+# latency_load SIZE RATE [bench produce flags...]: the latency benchmarks'
+# load on topic lat, its report on stdout: WARMUP (default 1s) unmeasured,
+# then 4 s worth of records (RATE x 4) of SIZE bytes at RATE records/s,
+# acks=leader, in batches of BATCH_BYTES (default 65536) with a LINGER
+# (default 1ms).
+latency_load() {
+  local size=$1 rate=$2
+  shift 2
+  ./bin/strata bench produce --topic lat --records $((rate * 4)) --record-size "$size" --acks leader \
+    --rate "$rate" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" "$@" 2>/dev/null
+}
+
 # remove_on_exit DIR: set the script's EXIT trap: stop its background jobs
 # (the broker, MinIO, NATS) and remove DIR (its data, about 1 GB). kill
 # fails when no job is left, and under set -e a failing command ends the

@@ -235,7 +235,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if o.timeline != "" {
 		sentAt = touched(int(o.records))[:o.records]
 	}
-	var done, failed, acked atomic.Int64
+	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
 	// Each producer first writes untimed records (warmProducer): the clock
@@ -281,13 +281,12 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			starts[i] = pstart
 			// One promise for every measured record, and records allocated
 			// a slab at a time: the load generator's own garbage is not
-			// what is measured (a closure and a Record per record were
-			// about a third of the bench client's allocated bytes, and
-			// dropping them took 15 % off its CPU time: docs/benchmarks.md).
+			// what is measured (without a closure and a Record per record
+			// the bench client's CPU time fell 15 %: docs/benchmarks.md).
 			// A record's Timestamp is its send time; samples are stored in
-			// acknowledgement order.
+			// acknowledgement order, the k-th acknowledged at k.
 			promise := func(r *client.Record, err error) {
-				k := acked.Add(1) - 1
+				k := done.Add(1) - 1
 				lat[k] = time.Since(r.Timestamp)
 				if sentAt != nil {
 					sentAt[k] = r.Timestamp.Sub(epoch)
@@ -296,7 +295,6 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}
-				done.Add(1)
 			}
 			var slab []client.Record
 			for j := lo; j < hi; j++ {
