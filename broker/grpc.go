@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/strata-stream/strata/internal/rpcbuf"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -40,17 +41,18 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health
 }
 
 // TransportOptions are the broker's gRPC transport settings: message
-// limits, flow-control windows, buffers and keepalive.
+// limits, flow-control windows, buffers (rpcbuf's pool and codec) and
+// keepalive.
 func TransportOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(MaxRequestBytes + 1<<20),
-		grpc.MaxSendMsgSize(MaxRequestBytes + 1<<20),
-		grpc.InitialWindowSize(4 << 20), grpc.InitialConnWindowSize(16 << 20),
-		grpc.WriteBufferSize(256 << 10), grpc.ReadBufferSize(256 << 10),
+	return append(rpcbuf.ServerOptions(),
+		grpc.MaxRecvMsgSize(MaxRequestBytes+1<<20),
+		grpc.MaxSendMsgSize(MaxRequestBytes+1<<20),
+		grpc.InitialWindowSize(4<<20), grpc.InitialConnWindowSize(16<<20),
+		grpc.WriteBufferSize(256<<10), grpc.ReadBufferSize(256<<10),
 		// Clients ping every 10 s with open streams (client.Client does).
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	}
+	)
 }
 
 // StopGRPC stops g for a clean shutdown: streams end (BeginShutdown),

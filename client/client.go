@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-stream/strata/internal/rpcbuf"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -119,14 +120,14 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 // Dial returns a connection to the broker at addr with the client's
 // transport settings (what every Client connection uses).
 func Dial(addr string) (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient(addr,
+	cc, err := grpc.NewClient(addr, append(rpcbuf.DialOptions(),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Pings detect a broker that stopped answering, so pending
 		// requests fail (and are retried) instead of waiting forever.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: false}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(80<<20), grpc.MaxCallSendMsgSize(80<<20)),
 		grpc.WithInitialWindowSize(4<<20), grpc.WithInitialConnWindowSize(16<<20),
-		grpc.WithWriteBufferSize(256<<10), grpc.WithReadBufferSize(256<<10))
+		grpc.WithWriteBufferSize(256<<10), grpc.WithReadBufferSize(256<<10))...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
 	}

@@ -5,7 +5,8 @@
 #   scripts/bench-ab.sh PAIRS RECORD_SIZE RATE "SERVE FLAGS A" "SERVE FLAGS B"
 #
 # STRATA_A and STRATA_B are the two sides' broker binaries (default
-# bin/strata); the client is always bin/strata. Each pair runs both sides,
+# bin/strata), CLIENT_A and CLIENT_B their bench clients' (default
+# bin/strata too: set them to compare two builds of the client library). Each pair runs both sides,
 # A first in odd pairs and B first in even ones (on these VMs the position
 # in a sequence of runs matters as much as the change: docs/benchmarks.md,
 # "The second run of a pair is slower"), each on a fresh broker after
@@ -32,8 +33,12 @@ tck=$(getconf CLK_TCK)
 # run SIDE: one measured run of SIDE, appending "p99 client_cpu broker_cpu"
 # to $work/SIDE.
 run() {
-  local side=$1 bin flags
-  if [ "$side" = A ]; then bin=${STRATA_A:-./bin/strata} flags=$FLAGS_A; else bin=${STRATA_B:-./bin/strata} flags=$FLAGS_B; fi
+  local side=$1 bin flags STRATA_CLIENT
+  if [ "$side" = A ]; then
+    bin=${STRATA_A:-./bin/strata} flags=$FLAGS_A STRATA_CLIENT=${CLIENT_A:-./bin/strata}
+  else
+    bin=${STRATA_B:-./bin/strata} flags=$FLAGS_B STRATA_CLIENT=${CLIENT_B:-./bin/strata}
+  fi
   rm -rf "$work/data"
   SETTLE=${SETTLE:-15} settle
   # shellcheck disable=SC2086 # the flags are words
@@ -52,7 +57,7 @@ run() {
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-echo "$PAIRS pairs at $RATE records/s of $SIZE B; A: ${STRATA_A:-bin/strata} ${FLAGS_A:-(no flags)}; B: ${STRATA_B:-bin/strata} ${FLAGS_B:-(no flags)}"
+echo "$PAIRS pairs at $RATE records/s of $SIZE B; A: ${STRATA_A:-bin/strata} ${FLAGS_A:-(no flags)}, client ${CLIENT_A:-bin/strata}; B: ${STRATA_B:-bin/strata} ${FLAGS_B:-(no flags)}, client ${CLIENT_B:-bin/strata}"
 for i in $(seq "$PAIRS"); do
   if ((i % 2)); then run A; run B; else run B; run A; fi
 done
