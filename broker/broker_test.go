@@ -801,6 +801,45 @@ func testProduceStream(t *testing.T, b *testBroker) {
 		t.Fatalf("consumed %q, want %q", got, want)
 	}
 
+	// acks=none needs no wait, acks=leader waits for an fsync (this
+	// broker's sync policy is always): the answers come in request order
+	// all the same.
+	t.Run("answers in request order across acks", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		defer cancel()
+		stream, err := b.produce.ProduceStream(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const m = 60
+		for i := range m {
+			acks := stratav1.Acks_ACKS_NONE
+			if i%3 == 1 {
+				acks = stratav1.Acks_ACKS_LEADER
+			}
+			if err := stream.Send(&stratav1.ProduceRequest{RequestId: uint64(i), Acks: acks,
+				Partitions: []*stratav1.PartitionRecords{{Topic: topic, Records: batch(fmt.Sprintf("mixed-%d", i))}}}); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range m {
+			resp, err := stream.Recv()
+			if err != nil {
+				t.Fatalf("response %d: %v", i, err)
+			}
+			if r := resp.GetPartitions()[0]; resp.GetRequestId() != uint64(i) || r.GetError() != nil || r.GetBaseOffset() != next {
+				t.Fatalf("response %d: request id %d, %v; want request %d at offset %d", i, resp.GetRequestId(), r, i, next)
+			}
+			next++
+		}
+		if _, err := stream.Recv(); !errors.Is(err, io.EOF) {
+			t.Fatalf("after %d responses: %v, want EOF", m, err)
+		}
+	})
+
 	t.Run("bad request ends the stream", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
 		defer cancel()
