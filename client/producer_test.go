@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -103,38 +104,8 @@ func TestProduceFromPromise(t *testing.T) {
 // whichever order they got there, so one producer's records to one
 // partition could be written out of order without any retry.
 func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
-	var mu sync.Mutex
-	var got []string
-	f := &fakeBroker{}
-	f.streamFn = func(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
-		var off int64
-		for {
-			req, err := s.Recv()
-			if err != nil {
-				return err
-			}
-			resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
-			for _, p := range req.GetPartitions() {
-				first := off
-				err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
-					return segment.BatchRecords(b, func(r segment.Record) error {
-						mu.Lock()
-						got = append(got, string(r.Value))
-						mu.Unlock()
-						off++
-						return nil
-					})
-				})
-				if err != nil {
-					return err
-				}
-				resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: off - 1})
-			}
-			if err := s.Send(resp); err != nil {
-				return err
-			}
-		}
-	}
+	rec := &recordingStream{}
+	f := &fakeBroker{streamFn: rec.serve}
 	addr := startFake(t, f)
 	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
 	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
@@ -157,8 +128,7 @@ func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Close()
-	mu.Lock()
-	defer mu.Unlock()
+	got := rec.values()
 	if len(got) != n {
 		t.Fatalf("broker got %d records, want %d", len(got), n)
 	}
@@ -166,5 +136,95 @@ func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
 		if want := fmt.Sprintf("%06d", i); v != want {
 			t.Fatalf("record %d written is %s: records reordered", i, v)
 		}
+	}
+}
+
+// recordingStream is a fake broker's produce stream that keeps the value
+// of every record written, in the order written, and answers with the
+// offsets.
+type recordingStream struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (rs *recordingStream) serve(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
+		for _, p := range req.GetPartitions() {
+			rs.mu.Lock()
+			first := int64(len(rs.got))
+			err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
+				return segment.BatchRecords(b, func(r segment.Record) error {
+					rs.got = append(rs.got, string(r.Value))
+					return nil
+				})
+			})
+			last := int64(len(rs.got)) - 1
+			rs.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: last})
+		}
+		if err := s.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (rs *recordingStream) values() []string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return slices.Clone(rs.got)
+}
+
+// Several goroutines produce to one partition with one request in flight
+// at a time, while linger timers close batches too: each goroutine's
+// records are written once each, in its order.
+func TestProducerKeepsEachGoroutinesOrder(t *testing.T) {
+	rec := &recordingStream{}
+	f := &fakeBroker{streamFn: rec.serve}
+	addr := startFake(t, f)
+	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
+	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
+	defer c.Close()
+	p := c.NewProducer(client.ProducerConfig{Linger: 50 * time.Microsecond, BatchBytes: 200, MaxInFlightRequests: 1, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const producers, n = 4, 5000
+	var wg sync.WaitGroup
+	for g := range producers {
+		wg.Go(func() {
+			for i := range n {
+				if err := p.Produce(ctx, &client.Record{Topic: "t", Value: fmt.Appendf(nil, "%d-%05d", g, i)}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := rec.values()
+	if len(got) != producers*n {
+		t.Fatalf("broker got %d records, want %d", len(got), producers*n)
+	}
+	next := make([]int, producers)
+	for i, v := range got {
+		var g, seq int
+		if _, err := fmt.Sscanf(v, "%d-%d", &g, &seq); err != nil || g < 0 || g >= producers {
+			t.Fatalf("record %d written is %q", i, v)
+		}
+		if seq != next[g] {
+			t.Fatalf("record %d written is %q, want producer %d's record %d next", i, v, g, next[g])
+		}
+		next[g]++
 	}
 }
