@@ -8,7 +8,7 @@
 // all of it, once where the client marshals it and twice where the broker
 // reads and unmarshals it: at 100 B records and 468,603 records/s that was
 // 9 % of the bench client's CPU and 6 % of the broker's
-// (docs/benchmarks.md, "gRPC's buffer pool"), and each clear evicts a
+// (docs/benchmarks.md, "Buffers and hand-offs"), and each clear evicts a
 // megabyte of cache the request path was using.
 //
 // Pool has a tier for every power of two from 256 B to 8 MiB, so a
