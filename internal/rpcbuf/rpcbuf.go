@@ -6,10 +6,10 @@
 // and clears the whole capacity of every buffer it hands out. A produce
 // request of 64 KiB of records therefore takes a 1 MiB buffer and clears
 // all of it, once where the client marshals it and twice where the broker
-// reads and unmarshals it: at 100 B records and 468,603 records/s that was
-// 9 % of the bench client's CPU and 6 % of the broker's
-// (docs/benchmarks.md, "Buffers and hand-offs"), and each clear evicts a
-// megabyte of cache the request path was using.
+// reads and unmarshals it: at 100 B records and 468,603 records/s those
+// clears were 9 % of the bench client's CPU samples and 5 % of the
+// broker's (docs/benchmarks.md, "Buffers and hand-offs"), each one a
+// megabyte written through the caches.
 //
 // Pool has a tier for every power of two from 256 B to 8 MiB, so a
 // message takes at most twice its size, and it does not clear: every user
