@@ -26,10 +26,7 @@ func TestPollHonoursContext(t *testing.T) {
 		<-s.Context().Done() // a hung broker (or a long MaxWait)
 		return nil
 	}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	pc := c.ConsumePartition("t", 0, client.Earliest(), client.ConsumerConfig{MaxWait: 30 * time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -115,10 +112,7 @@ func TestConsumerResetPolicy(t *testing.T) {
 		<-s.Context().Done()
 		return nil
 	}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 

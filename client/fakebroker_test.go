@@ -2,12 +2,14 @@ package client_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc"
 
+	"github.com/strata-stream/strata/client"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -58,6 +60,20 @@ func startFake(t testing.TB, f *fakeBroker) string {
 		stratav1.RegisterConsumeServiceServer(g, f)
 	})
 	return f.addr
+}
+
+// fakeClient starts f as the only broker, leader of every partition, and
+// returns a client of it, closed when t ends (before f stops).
+func fakeClient(t testing.TB, f *fakeBroker) *client.Client {
+	t.Helper()
+	addr := startFake(t, f)
+	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
+	c, err := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
 }
 
 // serveFake serves, on a free 127.0.0.1 port until t ends, the services

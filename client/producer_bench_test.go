@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -17,13 +16,7 @@ import (
 //	go test -run '^$' -bench Producer -benchmem -count 5 ./client/
 func BenchmarkProducer(b *testing.B) {
 	f := &fakeBroker{streamFn: okStream}
-	addr := startFake(b, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, err := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := fakeClient(b, f)
 	p := c.NewProducer(client.ProducerConfig{Linger: time.Millisecond, BatchBytes: 64 << 10, ManualPartitions: true})
 	defer p.Close()
 	ctx := context.Background()

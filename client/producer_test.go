@@ -3,7 +3,6 @@ package client_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -34,10 +33,7 @@ func TestProducerRecoversFromStreamBreakWithFullWindow(t *testing.T) {
 		}
 		return okStream(n, s)
 	}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	p := c.NewProducer(client.ProducerConfig{Linger: -1, MaxInFlightRequests: 1, RetryBackoff: 10 * time.Millisecond, DeliveryTimeout: 3 * time.Second})
 	done := make(chan error, 2)
 	pr := func(_ *client.Record, err error) { done <- err }
@@ -69,10 +65,7 @@ func TestProducerRecoversFromStreamBreakWithFullWindow(t *testing.T) {
 // (and the promise runs on the sink's only receive goroutine).
 func TestProduceFromPromise(t *testing.T) {
 	f := &fakeBroker{streamFn: okStream}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	rec := func() *client.Record { return &client.Record{Topic: "t", Value: make([]byte, 1000)} }
 	size := 1000 + 24
 	p := c.NewProducer(client.ProducerConfig{Linger: -1, MaxInFlightBytes: 4 * size, DeliveryTimeout: 3 * time.Second})
@@ -106,10 +99,7 @@ func TestProduceFromPromise(t *testing.T) {
 func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
 	rec := &recordingStream{}
 	f := &fakeBroker{streamFn: rec.serve}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	// Batches of about 3 records and a 20 µs linger: timers close batches
 	// all the time while Produce closes full ones.
 	p := c.NewProducer(client.ProducerConfig{Linger: 20 * time.Microsecond, BatchBytes: 100, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
@@ -188,10 +178,7 @@ func (rs *recordingStream) values() []string {
 func TestProducerKeepsEachGoroutinesOrder(t *testing.T) {
 	rec := &recordingStream{}
 	f := &fakeBroker{streamFn: rec.serve}
-	addr := startFake(t, f)
-	f.leaderAddr = func(int32) (int32, string) { return 1, addr }
-	c, _ := client.New(client.Config{Brokers: []string{addr}, Logger: slog.New(slog.DiscardHandler)})
-	defer c.Close()
+	c := fakeClient(t, f)
 	p := c.NewProducer(client.ProducerConfig{Linger: 50 * time.Microsecond, BatchBytes: 200, MaxInFlightRequests: 1, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
 	defer p.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -6,8 +6,8 @@
 #
 # STRATA_A and STRATA_B are the two sides' broker binaries (default
 # bin/strata), CLIENT_A and CLIENT_B their bench clients' (default
-# bin/strata too: set them to compare two builds of the client library). Each pair runs both sides,
-# A first in odd pairs and B first in even ones (on these VMs the position
+# bin/strata too: set them to compare two builds of the client library).
+# Each pair runs both sides, A first in odd pairs and B first in even ones (on these VMs the position
 # in a sequence of runs matters as much as the change: docs/benchmarks.md,
 # "The second run of a pair is slower"), each on a fresh broker after
 # SETTLE seconds (default 15), under latency_load (broker-env.sh: 1 s
