@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/schedslice"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -35,6 +36,7 @@ type benchOptions struct {
 	inFlight   int
 	warmup     time.Duration
 	cpuProfile string
+	schedSlice time.Duration
 	traceFile  string
 	payload    string
 	roundRobin bool
@@ -54,6 +56,7 @@ func newBenchCmd() *cobra.Command {
 	pf.Int64Var(&o.records, "records", 1_000_000, "records to produce or consume")
 	pf.IntVar(&o.recordSize, "record-size", 1024, "record value size in bytes (random, incompressible)")
 	pf.Int32Var(&o.partitions, "partitions", 1, "partitions of the topic when bench produce creates it")
+	pf.DurationVar(&o.schedSlice, "sched-slice", 0, "Linux 6.12+: give the benchmark client's threads this scheduler slice (as strata serve --sched-slice; 0: the kernel's default)")
 	pf.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark client to this file")
 	pf.StringVar(&o.traceFile, "trace", "", "write an execution trace of the benchmark client to this file (go tool trace)")
 	produce := &cobra.Command{
@@ -61,6 +64,11 @@ func newBenchCmd() *cobra.Command {
 		Short: "Produce --records records and report records/s, MB/s and acknowledgement latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.schedSlice != 0 {
+				if _, err := schedslice.Set(o.schedSlice); err != nil {
+					return fmt.Errorf("--sched-slice: %w", err)
+				}
+			}
 			return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
 		},
 	}
