@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
-	"github.com/strata-stream/strata/internal/schedslice"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -56,7 +55,6 @@ func newBenchCmd() *cobra.Command {
 	pf.Int64Var(&o.records, "records", 1_000_000, "records to produce or consume")
 	pf.IntVar(&o.recordSize, "record-size", 1024, "record value size in bytes (random, incompressible)")
 	pf.Int32Var(&o.partitions, "partitions", 1, "partitions of the topic when bench produce creates it")
-	pf.DurationVar(&o.schedSlice, "sched-slice", 0, "Linux 6.12+: give the benchmark client's threads this scheduler slice (as strata serve --sched-slice; 0: the kernel's default)")
 	pf.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark client to this file")
 	pf.StringVar(&o.traceFile, "trace", "", "write an execution trace of the benchmark client to this file (go tool trace)")
 	produce := &cobra.Command{
@@ -64,16 +62,15 @@ func newBenchCmd() *cobra.Command {
 		Short: "Produce --records records and report records/s, MB/s and acknowledgement latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if o.schedSlice != 0 {
-				if _, err := schedslice.Set(o.schedSlice); err != nil {
-					return fmt.Errorf("--sched-slice: %w", err)
-				}
+			if _, err := setSchedSlice(o.schedSlice); err != nil {
+				return err
 			}
 			return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
 		},
 	}
 	f := produce.Flags()
 	f.IntVar(&o.producers, "producers", 1, "concurrent producers, each with its own connection")
+	f.DurationVar(&o.schedSlice, "sched-slice", 0, "Linux 6.12+: give the benchmark client's threads this scheduler slice (as strata serve --sched-slice; 0: the kernel's default)")
 	f.StringVar(&o.acks, "acks", "leader", "acknowledgement: none, leader or all")
 	f.DurationVar(&o.linger, "linger", 2*time.Millisecond, "producer linger")
 	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")

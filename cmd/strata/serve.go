@@ -177,12 +177,12 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--sync-policy: %w", err)
 	}
-	if o.schedSlice != 0 {
-		n, err := schedslice.Set(o.schedSlice)
-		if err != nil {
-			return fmt.Errorf("--sched-slice: %w", err)
-		}
-		logger.Info("scheduler slice set", "slice", o.schedSlice, "threads", n)
+	threads, err := setSchedSlice(o.schedSlice)
+	if err != nil {
+		return err
+	}
+	if threads > 0 {
+		logger.Info("scheduler slice set", "slice", o.schedSlice, "threads", threads)
 	}
 	if o.brokerID <= 0 {
 		return fmt.Errorf("--broker-id %d: must be positive", o.brokerID)
@@ -389,4 +389,17 @@ func parseBytes(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 512MiB or 4GiB", v)
 	}
 	return int64(n * mult), nil
+}
+
+// setSchedSlice applies --sched-slice d to the process (0: leave the
+// kernel's default) and returns how many threads it set.
+func setSchedSlice(d time.Duration) (int, error) {
+	if d == 0 {
+		return 0, nil
+	}
+	n, err := schedslice.Set(d)
+	if err != nil {
+		return 0, fmt.Errorf("--sched-slice: %w", err)
+	}
+	return n, nil
 }
