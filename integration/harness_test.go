@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/strata-stream/strata/internal/freeport"
 )
 
 // The harness runs the real strata binary as child processes, bound to
@@ -54,15 +55,15 @@ func strataBinary(t *testing.T) string {
 	return binPath
 }
 
-// freeAddr returns a free 127.0.0.1 address.
+// freeAddr returns a free 127.0.0.1 address (outside the ephemeral
+// range, so that no outgoing connection takes it before the broker binds).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // brokerProc is one strata serve process.
@@ -87,21 +88,39 @@ func startBroker(t *testing.T, dataDir string, extra ...string) *brokerProc {
 	return startBrokerEnv(t, dataDir, nil, extra...)
 }
 
-// startBrokerEnv is startBroker with extra environment variables.
+// startBrokerEnv is startBroker with extra environment variables. If
+// another process binds one of the picked ports first, it picks new ones
+// (up to three times).
 func startBrokerEnv(t *testing.T, dataDir string, env []string, extra ...string) *brokerProc {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	b := &brokerProc{t: t, DataDir: dataDir, Addr: freeAddr(t), HTTPAddr: freeAddr(t), Env: env}
-	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Addr, "--http-listen", b.HTTPAddr}, extra...)
-	b.start()
-	t.Cleanup(func() { _ = b.Stop() })
-	return b
+	for attempt := 1; ; attempt++ {
+		b := &brokerProc{t: t, DataDir: dataDir, Addr: freeAddr(t), HTTPAddr: freeAddr(t), Env: env}
+		b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Addr, "--http-listen", b.HTTPAddr}, extra...)
+		err := b.tryStart(60 * time.Second)
+		if err == nil {
+			t.Cleanup(func() { _ = b.Stop() })
+			return b
+		}
+		_ = b.Stop()
+		if attempt == 3 || !freeport.InUse(nil, b.Logs()) {
+			t.Fatal(err)
+		}
+		t.Logf("broker lost a port race (%v); picking new ports", err)
+	}
 }
 
 func (b *brokerProc) start() {
 	b.t.Helper()
+	if err := b.tryStart(60 * time.Second); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// tryStart starts the process and waits until it is ready.
+func (b *brokerProc) tryStart(timeout time.Duration) error {
 	b.mu.Lock()
 	b.logs = &bytes.Buffer{}
 	b.cmd = exec.Command(strataBinary(b.t), b.args...)
@@ -111,7 +130,8 @@ func (b *brokerProc) start() {
 	err := b.cmd.Start()
 	b.mu.Unlock()
 	if err != nil {
-		b.t.Fatal(err)
+		b.cmd = nil
+		return err
 	}
 	done, cmd := make(chan struct{}), b.cmd
 	b.done = done
@@ -122,7 +142,7 @@ func (b *brokerProc) start() {
 		b.mu.Unlock()
 		close(done)
 	}()
-	b.waitReady(60 * time.Second)
+	return b.ready(timeout)
 }
 
 type syncWriter struct {
@@ -145,6 +165,13 @@ func (b *brokerProc) Logs() string {
 
 func (b *brokerProc) waitReady(timeout time.Duration) {
 	b.t.Helper()
+	if err := b.ready(timeout); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// ready waits until /readyz answers 200, the process exits or timeout.
+func (b *brokerProc) ready(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -154,7 +181,7 @@ func (b *brokerProc) waitReady(timeout time.Duration) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if b.exited() {
@@ -162,7 +189,10 @@ func (b *brokerProc) waitReady(timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	b.t.Fatalf("broker at %s not ready after %s; logs:\n%s", b.Addr, timeout, b.Logs())
+	if b.exited() {
+		return fmt.Errorf("broker at %s exited before it was ready; logs:\n%s", b.Addr, b.Logs())
+	}
+	return fmt.Errorf("broker at %s not ready after %s; logs:\n%s", b.Addr, timeout, b.Logs())
 }
 
 func (b *brokerProc) exited() bool {

@@ -3,12 +3,13 @@ package metadata
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/strata-stream/strata/internal/freeport"
 )
 
 // EmbeddedConfig configures an embedded single-member etcd.
@@ -32,6 +33,8 @@ type Embedded struct {
 }
 
 // StartEmbedded starts a single-member etcd and waits until it serves.
+// Ports it picks itself (empty ClientAddr or PeerAddr) are picked again,
+// up to three times, if another process binds one first.
 func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 60 * time.Second
@@ -39,17 +42,28 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	if cfg.LogLevel == "" {
 		cfg.LogLevel = "error"
 	}
-	var err error
-	if cfg.ClientAddr == "" {
-		if cfg.ClientAddr, err = freeLoopbackAddr(); err != nil {
-			return nil, err
+	picked := cfg.ClientAddr == "" || cfg.PeerAddr == ""
+	for attempt := 1; ; attempt++ {
+		try := cfg
+		var err error
+		if try.ClientAddr == "" {
+			if try.ClientAddr, err = freeport.Addr(); err != nil {
+				return nil, fmt.Errorf("metadata: embedded etcd: %w", err)
+			}
+		}
+		if try.PeerAddr == "" {
+			if try.PeerAddr, err = freeport.Addr(); err != nil {
+				return nil, fmt.Errorf("metadata: embedded etcd: %w", err)
+			}
+		}
+		e, err := startEmbedded(try)
+		if err == nil || !picked || attempt == 3 || !freeport.InUse(err, err.Error()) {
+			return e, err
 		}
 	}
-	if cfg.PeerAddr == "" {
-		if cfg.PeerAddr, err = freeLoopbackAddr(); err != nil {
-			return nil, err
-		}
-	}
+}
+
+func startEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	ec := embed.NewConfig()
 	ec.Name = "strata"
 	ec.Dir = cfg.Dir
@@ -96,15 +110,6 @@ func (e *Embedded) Close() {
 
 // Err reports a fatal server error.
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
-
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("metadata: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
 
 // Dial connects to etcd endpoints and checks that they answer.
 func Dial(ctx context.Context, endpoints []string) (*clientv3.Client, error) {
