@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -35,7 +36,7 @@ type benchOptions struct {
 	inFlight   int
 	warmup     time.Duration
 	cpuProfile string
-	schedSlice time.Duration
+	schedSlice string
 	traceFile  string
 	payload    string
 	roundRobin bool
@@ -62,7 +63,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Produce --records records and report records/s, MB/s and acknowledgement latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := setSchedSlice(o.schedSlice); err != nil {
+			if err := setSchedSlice(o.schedSlice, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
 				return err
 			}
 			return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
@@ -70,7 +71,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	f := produce.Flags()
 	f.IntVar(&o.producers, "producers", 1, "concurrent producers, each with its own connection")
-	f.DurationVar(&o.schedSlice, "sched-slice", 0, "Linux 6.12+: give the benchmark client's threads this scheduler slice (as strata serve --sched-slice; 0: the kernel's default)")
+	f.StringVar(&o.schedSlice, "sched-slice", "auto", "Linux 6.12+: the scheduler slice of the benchmark client's threads, as strata serve --sched-slice: auto, 0 (the kernel's default) or 100us-100ms")
 	f.StringVar(&o.acks, "acks", "leader", "acknowledgement: none, leader or all")
 	f.DurationVar(&o.linger, "linger", 2*time.Millisecond, "producer linger")
 	f.IntVar(&o.batchBytes, "batch-bytes", 256<<10, "producer batch size per partition")

@@ -20,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/strata-stream/strata/broker"
-	"github.com/strata-stream/strata/internal/schedslice"
 	"github.com/strata-stream/strata/metadata"
 	"github.com/strata-stream/strata/segment"
 	"github.com/strata-stream/strata/tiering"
@@ -37,7 +36,7 @@ type serveOptions struct {
 	cluster       string
 	brokerID      int32
 	syncPolicy    string
-	schedSlice    time.Duration
+	schedSlice    string
 	logLevel      string
 	logFormat     string
 	cacheDir      string
@@ -113,7 +112,7 @@ synced before exit.`,
 	f.StringVar(&o.cluster, "cluster", "strata", "cluster name: the etcd key prefix /strata/<cluster>/")
 	f.Int32Var(&o.brokerID, "broker-id", 1, "this broker's id in the cluster")
 	f.StringVar(&o.syncPolicy, "sync-policy", "always", "local log fsync policy: always (group fsync before acks and reads), interval, never")
-	f.DurationVar(&o.schedSlice, "sched-slice", 0, "Linux 6.12+: give the broker's threads this scheduler slice (100us-100ms; e.g. 100us), so that they run sooner when they wake on a busy machine (0: the kernel's default)")
+	f.StringVar(&o.schedSlice, "sched-slice", "auto", "Linux 6.12+: the scheduler slice of the broker's threads, so that they run sooner when they wake on a busy machine: auto (100us where the kernel has custom slices, else its default), 0 (the kernel's default) or 100us-100ms")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
 	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
@@ -177,12 +176,8 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--sync-policy: %w", err)
 	}
-	threads, err := setSchedSlice(o.schedSlice)
-	if err != nil {
+	if err := setSchedSlice(o.schedSlice, logger); err != nil {
 		return err
-	}
-	if threads > 0 {
-		logger.Info("scheduler slice set", "slice", o.schedSlice, "threads", threads)
 	}
 	if o.brokerID <= 0 {
 		return fmt.Errorf("--broker-id %d: must be positive", o.brokerID)
@@ -389,17 +384,4 @@ func parseBytes(v string) (int64, error) {
 		return 0, fmt.Errorf("%q: want a size such as 512MiB or 4GiB", v)
 	}
 	return int64(n * mult), nil
-}
-
-// setSchedSlice applies --sched-slice d to the process (0: leave the
-// kernel's default) and returns how many threads it set.
-func setSchedSlice(d time.Duration) (int, error) {
-	if d == 0 {
-		return 0, nil
-	}
-	n, err := schedslice.Set(d)
-	if err != nil {
-		return 0, fmt.Errorf("--sched-slice: %w", err)
-	}
-	return n, nil
 }

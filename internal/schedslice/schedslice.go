@@ -13,15 +13,22 @@
 package schedslice
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
 
-// Min and Max bound the slice the kernel accepts.
+// Min and Max bound the slice the kernel accepts; Default is what `strata
+// serve` and `strata bench produce` set where the kernel has custom slices.
 const (
-	Min = 100 * time.Microsecond
-	Max = 100 * time.Millisecond
+	Min     = 100 * time.Microsecond
+	Max     = 100 * time.Millisecond
+	Default = Min
 )
+
+// ErrUnsupported is returned by Set where the kernel has no custom slices
+// (before Linux 6.12, or not Linux): nothing was changed.
+var ErrUnsupported = errors.New("schedslice: custom scheduler slices need Linux 6.12 or later")
 
 // Set gives every thread of the process, and so every thread created
 // later (a new thread inherits its creator's), the slice d. It returns

@@ -28,10 +28,17 @@ func set(d time.Duration) (int, error) {
 				if errors.Is(err, unix.ESRCH) {
 					continue // the thread exited meanwhile
 				}
-				if errors.Is(err, unix.EINVAL) {
-					err = fmt.Errorf("%w (custom slices need Linux 6.12 or later)", err)
+				if errors.Is(err, unix.EINVAL) && len(done) == 0 {
+					return 0, fmt.Errorf("%w (sched_setattr: %v)", ErrUnsupported, err)
 				}
 				return len(done), fmt.Errorf("scheduler slice of thread %d: %w", tid, err)
+			}
+			if len(done) == 0 {
+				// A kernel before custom slices may take sched_runtime
+				// for SCHED_OTHER and ignore it: check it held.
+				if got, err := Slice(tid); err == nil && got != d {
+					return 0, fmt.Errorf("%w (thread %d has slice %v after setting %v)", ErrUnsupported, tid, got, d)
+				}
 			}
 			done[tid], added = true, true
 		}

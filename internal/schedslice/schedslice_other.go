@@ -2,11 +2,8 @@
 
 package schedslice
 
-import (
-	"errors"
-	"time"
-)
+import "time"
 
 func set(time.Duration) (int, error) {
-	return 0, errors.New("scheduler slices are a Linux feature")
+	return 0, ErrUnsupported
 }
