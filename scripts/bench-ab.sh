@@ -8,7 +8,7 @@
 # bin/strata), CLIENT_A and CLIENT_B their bench clients' (default
 # bin/strata too: set them to compare two builds of the client library),
 # CLIENT_FLAGS_A and CLIENT_FLAGS_B extra `bench produce` flags of each
-# side's client (e.g. --sched-slice 100us).
+# side's client (e.g. --sched-slice 0, the kernel's default slice).
 # Each pair runs both sides, A first in odd pairs and B first in even ones (on these VMs the position
 # in a sequence of runs matters as much as the change: docs/benchmarks.md,
 # "The second run of a pair is slower"), each on a fresh broker after
