@@ -25,12 +25,12 @@ func TestSchedSliceAuto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch {
-	case got == schedslice.Default:
+	switch got {
+	case schedslice.Default:
 		if !strings.Contains(logs.String(), "scheduler slice set") {
 			t.Fatalf("slice set, but the log does not say so: %q", logs.String())
 		}
-	case got == 0:
+	case 0:
 		if !strings.Contains(logs.String(), "left at the kernel's default") {
 			t.Fatalf("slice not set, but the log does not say why: %q", logs.String())
 		}
