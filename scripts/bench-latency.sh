@@ -6,7 +6,7 @@
 #   scripts/bench-latency.sh RUNS RECORD_SIZE RATE [strata serve flags...]
 #
 # Each run produces for 1 s unmeasured (WARMUP), then 4 s worth of records
-# (RATE x 4) with acks=leader, 64 KiB batches and a 1 ms linger
+# (RATE x 4; SECONDS_MEASURED overrides the 4) with acks=leader, 64 KiB batches and a 1 ms linger
 # (BATCH_BYTES, LINGER override), then prints
 # the bench report and the broker's own p99 (request received to ack sent,
 # the bucket bound of strata_produce_latency_seconds, warm-up included) and
@@ -18,7 +18,7 @@
 # data and waits SETTLE seconds (default 20; see settle in broker-env.sh)
 # for the disk to finish discarding it. STRATA=path runs another build's broker (for an
 # A/B in one session), TIMELINE=prefix writes run i's --timeline to
-# prefix.i.tsv.
+# prefix.i.tsv (windows of TIMELINE_WINDOW, default 100ms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/broker-env.sh
@@ -34,7 +34,7 @@ for i in $(seq "$RUNS"); do
   start_fresh "${STRATA:-./bin/strata}" "$work/data" "$@"
   read -r ran0 wait0 < <(sched_ms $pid)
   t0=$(date +%s%N)
-  out=$(latency_load "$SIZE" "$RATE" ${TIMELINE:+--timeline "$TIMELINE.$i.tsv"})
+  out=$(latency_load "$SIZE" "$RATE" ${TIMELINE:+--timeline "$TIMELINE.$i.tsv" --timeline-window "${TIMELINE_WINDOW:-100ms}"})
   read -r ran1 wait1 < <(sched_ms $pid)
   t1=$(date +%s%N)
   echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms (fsync p99 <= $(fsync_p99 $HTTP_PORT) ms); in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"

@@ -36,13 +36,14 @@ start_fresh() {
 
 # latency_load SIZE RATE [bench produce flags...]: the latency benchmarks'
 # load on topic lat, its report on stdout: WARMUP (default 1s) unmeasured,
-# then 4 s worth of records (RATE x 4) of SIZE bytes at RATE records/s,
+# then SECONDS_MEASURED (default 4) s worth of records (RATE x that) of SIZE
+# bytes at RATE records/s,
 # acks=leader, in batches of BATCH_BYTES (default 65536) with a LINGER
 # (default 1ms), with the client STRATA_CLIENT (default ./bin/strata).
 latency_load() {
   local size=$1 rate=$2
   shift 2
-  "${STRATA_CLIENT:-./bin/strata}" bench produce --topic lat --records $((rate * 4)) --record-size "$size" --acks leader \
+  "${STRATA_CLIENT:-./bin/strata}" bench produce --topic lat --records $((rate * ${SECONDS_MEASURED:-4})) --record-size "$size" --acks leader \
     --rate "$rate" --batch-bytes "${BATCH_BYTES:-65536}" --linger "${LINGER:-1ms}" --warmup "${WARMUP:-1s}" "$@" 2>/dev/null
 }
 
