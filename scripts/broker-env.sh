@@ -93,7 +93,10 @@ fsync_p99() { hist_p99 "$1" 'strata_log_fsync_seconds_bucket{'; }
 # sched_ms PID: "RAN WAITED", the time (ms) the threads of process PID
 # have spent on a CPU and runnable but waiting for one, summed over its
 # live threads (from /proc/PID/task/*/schedstat; threads that have exited
-# are not counted).
+# are not counted, so with tiering on, whose compression threads come and
+# go, "ran" undercounts: 1.9 s against 3.4 s from /proc/PID/stat in one
+# latency_load, equal with --object-store none; docs/benchmarks.md,
+# thirteenth session. bench-ab.sh reads /proc/PID/stat).
 sched_ms() {
   cat /proc/"$1"/task/[0-9]*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r / 1e6, w / 1e6}'
 }
