@@ -34,7 +34,6 @@ PAIRS=$1 SIZE=$2 RATE=$3 FLAGS_A=$4 FLAGS_B=$5
 work=$(mktemp -d)
 remove_on_exit "$work"
 export STRATA_BROKER=127.0.0.1:$PORT
-tck=$(getconf CLK_TCK)
 : >"$work/A"; : >"$work/B"
 
 # run SIDE: one measured run of SIDE, appending "metric client_cpu
@@ -51,7 +50,7 @@ run() {
   # shellcheck disable=SC2086 # the flags are words
   start_fresh "$bin" "$work/data" $flags
   local b0 b1 out cpu p
-  b0=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  b0=$(cpu_ms $pid)
   if [ "$RATE" = max ]; then
     # shellcheck disable=SC2086 # the flags are words
     cpu=$( { TIMEFORMAT='%U %S'; time "$STRATA_CLIENT" bench produce --topic lat --records "${RECORDS:-5000000}" --record-size "$SIZE" --acks leader $cflags 2>/dev/null >"$work/out"; } 2>&1 )
@@ -59,7 +58,7 @@ run() {
     # shellcheck disable=SC2086 # the flags are words
     cpu=$( { TIMEFORMAT='%U %S'; time latency_load "$SIZE" "$RATE" $cflags >"$work/out"; } 2>&1 )
   fi
-  b1=$(awk '{print $14 + $15}' /proc/$pid/stat)
+  b1=$(cpu_ms $pid)
   out=$(cat "$work/out")
   if [ "$RATE" = max ]; then
     p=$(echo "$out" | awk '/throughput/ {print $2}')
@@ -68,7 +67,7 @@ run() {
   fi
   local ccpu bcpu
   ccpu=$(echo "$cpu" | awk '{printf "%.2f", $1 + $2}')
-  bcpu=$(awk -v d=$((b1 - b0)) -v t="$tck" 'BEGIN {printf "%.2f", d / t}')
+  bcpu=$(awk -v d=$((b1 - b0)) 'BEGIN {printf "%.2f", d / 1000}')
   echo "pair $i $side: $metric $p $unit, client cpu $ccpu s, broker cpu $bcpu s, broker-side p99 <= $(broker_p99 $HTTP_PORT) ms | $(echo "$out" | grep latency)"
   echo "$p $ccpu $bcpu" >>"$work/$side"
   kill "$pid"; wait "$pid" 2>/dev/null || true

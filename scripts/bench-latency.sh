@@ -6,8 +6,8 @@
 #   scripts/bench-latency.sh RUNS RECORD_SIZE RATE [strata serve flags...]
 #
 # Each run produces for 1 s unmeasured (WARMUP), then 4 s worth of records
-# (RATE x 4; SECONDS_MEASURED overrides the 4) with acks=leader, 64 KiB batches and a 1 ms linger
-# (BATCH_BYTES, LINGER override), then prints
+# (RATE x 4; SECONDS_MEASURED overrides the 4) with acks=leader, 64 KiB
+# batches and a 1 ms linger (BATCH_BYTES, LINGER override), then prints
 # the bench report and the broker's own p99 (request received to ack sent,
 # the bucket bound of strata_produce_latency_seconds, warm-up included) and
 # that of its group-commit fsyncs (strata_log_fsync_seconds);
@@ -37,7 +37,7 @@ for i in $(seq "$RUNS"); do
   out=$(latency_load "$SIZE" "$RATE" ${TIMELINE:+--timeline "$TIMELINE.$i.tsv" --timeline-window "${TIMELINE_WINDOW:-100ms}"})
   read -r ran1 wait1 < <(sched_ms $pid)
   t1=$(date +%s%N)
-  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms (fsync p99 <= $(fsync_p99 $HTTP_PORT) ms); in $(((t1 - t0) / 1000000)) ms the broker's threads ran $((ran1 - ran0)) ms and waited $((wait1 - wait0)) ms for a CPU"
+  echo "run $i: $(echo "$out" | tr '\n' ' ')broker-side p99 <= $(broker_p99 $HTTP_PORT) ms (fsync p99 <= $(fsync_p99 $HTTP_PORT) ms); in $(((t1 - t0) / 1000000)) ms the broker used $((ran1 - ran0)) ms of CPU and its live threads waited $((wait1 - wait0)) ms for one"
   echo "$out" | p99 >>"$work/p99"
   kill "$pid"; wait "$pid" 2>/dev/null || true
 done

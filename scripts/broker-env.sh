@@ -90,13 +90,19 @@ broker_p99() { hist_p99 "$1" 'strata_produce_latency_seconds_bucket{acks="leader
 # fsyncs that acks=leader waits for under --sync-policy always.
 fsync_p99() { hist_p99 "$1" 'strata_log_fsync_seconds_bucket{'; }
 
-# sched_ms PID: "RAN WAITED", the time (ms) the threads of process PID
-# have spent on a CPU and runnable but waiting for one, summed over its
-# live threads (from /proc/PID/task/*/schedstat; threads that have exited
-# are not counted, so with tiering on, whose compression threads come and
-# go, "ran" undercounts: 1.9 s against 3.4 s from /proc/PID/stat in one
-# latency_load, equal with --object-store none; docs/benchmarks.md,
-# thirteenth session. bench-ab.sh reads /proc/PID/stat).
+# cpu_ms PID: the CPU time (ms, user + system) process PID has used since
+# it started, its exited threads included (/proc/PID/stat; summing
+# /proc/PID/task/*/schedstat instead misses the compression threads of
+# tiering, which come and go: 1.9 s against 3.4 s in one latency_load,
+# docs/benchmarks.md, thirteenth session).
+cpu_ms() { awk -v t="$(getconf CLK_TCK)" '{printf "%.0f\n", ($14 + $15) * 1000 / t}' /proc/"$1"/stat; }
+
+# sched_ms PID: "RAN WAITED", the time (ms) process PID has spent on a CPU
+# (cpu_ms) and its threads have spent runnable but waiting for one, the
+# latter summed over its live threads (from /proc/PID/task/*/schedstat:
+# the waits of threads that have exited are not counted).
 sched_ms() {
-  cat /proc/"$1"/task/[0-9]*/schedstat 2>/dev/null | awk '{r += $1; w += $2} END {printf "%.0f %.0f\n", r / 1e6, w / 1e6}'
+  local waited
+  waited=$(cat /proc/"$1"/task/[0-9]*/schedstat 2>/dev/null | awk '{w += $2} END {printf "%.0f\n", w / 1e6}')
+  echo "$(cpu_ms "$1") $waited"
 }
