@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/strata-stream/strata/internal/rpcbuf"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 	"github.com/strata-stream/strata/segment"
 )
@@ -135,7 +136,9 @@ func (r *Record) size() int {
 
 // Promise is called once per produced record with its outcome. Promises
 // run on the producer's internal goroutines: keep them short, and do not
-// call Flush, ProduceSync or Close from one (Produce is fine).
+// call Flush, ProduceSync or Close from one (Produce is fine). The
+// producer does not use the Record once its promise has returned: the
+// caller may reuse it from then on.
 type Promise func(*Record, error)
 
 type topicPartition struct {
@@ -149,13 +152,15 @@ type batch struct {
 	records  []*Record
 	promises []Promise
 	bytes    int // estimated, as charged to the in-flight budget
-	encoded  []byte
+	enc      *encBuf
 	// With an idempotent producer: the producer id and first sequence the
 	// batch is numbered with (when it closes, in the order the
 	// partition's records were produced; renumbered, in that order, when
 	// the partition starts a new id), and version, bumped by each
 	// renumbering (guarded by Producer.mu). encVersion and encPid are what
-	// encoded was built with (sink goroutine only).
+	// enc was built with (enc, encVersion and encPid: whoever holds the
+	// batch, which is in one place at a time: a sink's queue, a request,
+	// resolve).
 	pid        int64
 	baseSeq    int32
 	version    int
@@ -186,6 +191,10 @@ type Producer struct {
 		seqs    map[topicPartition]int32 // next sequence, with an idempotent producer
 		retries map[topicPartition]*retryQueue
 		pids    map[topicPartition]int64 // a partition's producer id once reset
+		// lastLen is the records of each partition's last closed batch:
+		// the capacity its next batch starts with (grown by append, its
+		// slices were 9 % of a 100-B producer's allocated bytes).
+		lastLen map[topicPartition]int
 		// unacked are an idempotent producer's numbered, unresolved
 		// batches per partition, in sequence order.
 		unacked map[topicPartition][]*batch
@@ -213,6 +222,7 @@ func (c *Client) NewProducer(cfg ProducerConfig) *Producer {
 	p.mu.retries = map[topicPartition]*retryQueue{}
 	p.mu.unacked = map[topicPartition][]*batch{}
 	p.mu.pids = map[topicPartition]int64{}
+	p.mu.lastLen = map[topicPartition]int{}
 	p.mu.closedQ = map[topicPartition][]*batch{}
 	p.mu.dispatching = map[topicPartition]bool{}
 	p.producerID = -1
@@ -266,6 +276,9 @@ func (p *Producer) Produce(ctx context.Context, r *Record, promise Promise) erro
 	}
 	if b == nil {
 		b = &batch{tp: tp, created: time.Now()}
+		if n := p.mu.lastLen[tp]; n > 0 {
+			b.records, b.promises = make([]*Record, 0, n), make([]Promise, 0, n)
+		}
 		p.mu.open[tp] = b
 		if p.cfg.Linger > 0 {
 			b.timer = time.AfterFunc(p.cfg.Linger, func() { p.lingerDone(b) })
@@ -356,6 +369,7 @@ func (p *Producer) lingerDone(b *batch) {
 // when it first sends it.
 func (p *Producer) closeBatchLocked(b *batch) *batch {
 	delete(p.mu.open, b.tp)
+	p.mu.lastLen[b.tp] = len(b.records)
 	if b.timer != nil {
 		b.timer.Stop()
 	}
@@ -404,26 +418,74 @@ func (p *Producer) encode(b *batch) {
 		p.mu.Lock()
 		pid, seq, version := b.pid, b.baseSeq, b.version
 		p.mu.Unlock()
-		if b.encoded != nil && b.encVersion == version {
+		if b.enc != nil && b.encVersion == version {
 			return
 		}
-		b.encoded = p.appendBatch(b, segment.BatchOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq})
+		b.dropEncoded()
+		b.enc = p.appendBatch(b, segment.BatchOptions{ProducerID: pid, ProducerEpoch: 0, BaseSequence: seq})
 		b.encVersion, b.encPid = version, pid
 		return
 	}
-	if b.encoded == nil {
-		b.encoded = p.appendBatch(b, segment.NoProducer)
+	if b.enc == nil {
+		b.enc = p.appendBatch(b, segment.NoProducer)
+	}
+}
+
+// dropEncoded releases b's hold on its encoded bytes (when it is
+// resolved, renumbered or split).
+func (b *batch) dropEncoded() {
+	if b.enc != nil {
+		b.enc.release()
+		b.enc = nil
+	}
+}
+
+// encBuf is a batch's encoded RecordBatch, in a buffer from rpcbuf.Pool
+// that goes back there once the last of its holders releases it: the
+// batch (until it is resolved, renumbered or split) and every Send of it
+// in progress (a retry can be acknowledged while the Send on the stream
+// that broke has not returned yet). Allocated each time, these buffers
+// were a third of a 100-B producer's allocated bytes, each one a large
+// object the collector freed and the OS faulted in again.
+type encBuf struct {
+	buf  *[]byte
+	refs atomic.Int32
+}
+
+func (e *encBuf) bytes() []byte { return *e.buf }
+func (e *encBuf) acquire()      { e.refs.Add(1) }
+func (e *encBuf) release() {
+	if e.refs.Add(-1) == 0 {
+		rpcbuf.Pool.Put(e.buf)
 	}
 }
 
 // appendBatch renders b's records as one RecordBatch.
-func (p *Producer) appendBatch(b *batch, opts segment.BatchOptions) []byte {
-	recs := make([]segment.Record, len(b.records))
+func (p *Producer) appendBatch(b *batch, opts segment.BatchOptions) *encBuf {
+	// The segment.Records are scratch, reused across batches: they were
+	// 23 % of a 100-B producer's allocated bytes (docs/benchmarks.md).
+	sp, _ := scratchRecords.Get().(*[]segment.Record)
+	if sp == nil {
+		sp = new([]segment.Record)
+	}
+	recs := slices.Grow((*sp)[:0], len(b.records))[:len(b.records)]
 	for i, r := range b.records {
 		recs[i] = segment.Record{Timestamp: r.Timestamp.UnixMilli(), Key: r.Key, Value: r.Value, Headers: r.Headers}
 	}
-	return segment.AppendBatch(make([]byte, 0, b.bytes+segment.BatchHeaderSize), opts, recs)
+	// b.bytes is estimated on the high side: the batch fits (a buffer
+	// append outgrew would just not be the pool's).
+	buf := rpcbuf.Pool.Get(b.bytes + segment.BatchHeaderSize)
+	*buf = segment.AppendBatch((*buf)[:0], opts, recs)
+	clear(recs) // no references to the caller's keys and values kept
+	*sp = recs
+	scratchRecords.Put(sp)
+	e := &encBuf{buf: buf}
+	e.refs.Store(1)
+	return e
 }
+
+// scratchRecords holds appendBatch's *[]segment.Record.
+var scratchRecords sync.Pool
 
 // flushOpen sends every open batch now.
 func (p *Producer) flushOpen() {
@@ -506,6 +568,7 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 			b.promises[i](r, err)
 		}
 	}
+	b.dropEncoded()
 	if p.outstanding.Add(-int64(len(b.records))) == 0 {
 		p.mu.Lock()
 		close(p.mu.drained)
@@ -576,6 +639,7 @@ func (p *Producer) split(b *batch) {
 		halves[0].bytes += r.size()
 	}
 	halves[1].bytes = b.bytes - halves[0].bytes
+	b.dropEncoded() // the halves are encoded anew
 	p.c.logger.Debug("batch above max.message.bytes; splitting", "topic", b.tp.topic, "partition", b.tp.p, "records", len(b.records))
 	for _, h := range halves {
 		if p.producerID >= 0 {
@@ -763,6 +827,8 @@ type sink struct {
 	queue  []*batch
 	stream *pstream
 	nextID uint64
+
+	encs []*encBuf // sendOne's scratch (the run goroutine only)
 }
 
 // pstream is one open ProduceStream and its unanswered requests, oldest
@@ -831,13 +897,27 @@ func (s *sink) sendOne() bool {
 		return false
 	}
 	var bs []*batch
+	// This Send's holds on the batches' encoded bytes, taken while the
+	// batches are still only the queue's (once the request is pending, a
+	// broken stream's receiver may retry and resolve them), released when
+	// the Send has returned (it has copied them) or was never made.
+	encs := s.encs[:0]
+	defer func() {
+		for _, e := range encs {
+			e.release()
+		}
+		s.encs = encs[:0]
+	}()
 	size := 0
 	for len(s.queue) > 0 {
 		s.p.encode(s.queue[0])
-		if len(bs) > 0 && size+len(s.queue[0].encoded) > s.p.cfg.MaxRequestBytes {
+		n := len(s.queue[0].enc.bytes())
+		if len(bs) > 0 && size+n > s.p.cfg.MaxRequestBytes {
 			break
 		}
-		size += len(s.queue[0].encoded)
+		size += n
+		s.queue[0].enc.acquire()
+		encs = append(encs, s.queue[0].enc)
 		bs = append(bs, s.queue[0])
 		s.queue = s.queue[1:]
 	}
@@ -880,8 +960,8 @@ func (s *sink) sendOne() bool {
 	st.pending = append(st.pending, req)
 	st.mu.Unlock()
 	pr := &stratav1.ProduceRequest{RequestId: req.id, Acks: s.p.cfg.Acks, TimeoutMs: 30000}
-	for _, b := range bs {
-		pr.Partitions = append(pr.Partitions, &stratav1.PartitionRecords{Topic: b.tp.topic, Partition: b.tp.p, Records: b.encoded})
+	for i, b := range bs {
+		pr.Partitions = append(pr.Partitions, &stratav1.PartitionRecords{Topic: b.tp.topic, Partition: b.tp.p, Records: encs[i].bytes()})
 	}
 	if err := st.cs.Send(pr); err != nil {
 		// The receiver sees the broken stream and retries what is pending.

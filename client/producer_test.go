@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,4 +215,100 @@ func TestProducerKeepsEachGoroutinesOrder(t *testing.T) {
 		}
 		next[g]++
 	}
+}
+
+// A batch's encoded bytes are pooled and reused once the batch is
+// resolved: under streams that break before answering (retries, some of
+// them while the Send on the broken stream may still be running) and
+// answers that make the producer split batches, every batch the broker
+// gets is intact and one partition's consecutive records, and every
+// acknowledged record was received - a buffer reused too early would send
+// another batch's bytes in its place.
+func TestProducerSendsEveryBatchIntactWhileReusingBuffers(t *testing.T) {
+	var mu sync.Mutex
+	received := map[string]bool{}
+	var requests atomic.Int64
+	var bad []string
+	f := &fakeBroker{}
+	f.streamFn = func(n int32, s stratav1.ProduceService_ProduceStreamServer) error {
+		for k := 0; ; k++ {
+			req, err := s.Recv()
+			if err != nil {
+				return err
+			}
+			if k == 2+int(n%5) {
+				return status.Error(codes.Unavailable, "broker restarting") // before answering
+			}
+			split := requests.Add(1)%5 == 0
+			resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
+			for _, p := range req.GetPartitions() {
+				var vals []string
+				err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
+					return segment.BatchRecords(b, func(r segment.Record) error {
+						vals = append(vals, string(r.Value))
+						return nil
+					})
+				})
+				mu.Lock()
+				for i := 1; err == nil && i < len(vals); i++ {
+					var a, b int
+					fmt.Sscanf(vals[i-1], "%d", &a)
+					fmt.Sscanf(vals[i], "%d", &b)
+					if b != a+1 {
+						err = fmt.Errorf("record %q follows %q", vals[i], vals[i-1])
+					}
+				}
+				if err != nil {
+					bad = append(bad, err.Error())
+				}
+				res := &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition()}
+				if split && len(vals) > 1 {
+					res.Error = &stratav1.Error{Code: int32(codes.ResourceExhausted), Message: "batch above max.message.bytes"}
+				} else {
+					for _, v := range vals {
+						received[v] = true
+					}
+				}
+				mu.Unlock()
+				resp.Partitions = append(resp.Partitions, res)
+			}
+			if err := s.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+	c := fakeClient(t, f)
+	p := c.NewProducer(client.ProducerConfig{Linger: 100 * time.Microsecond, BatchBytes: 400, ManualPartitions: true,
+		RetryBackoff: time.Millisecond, Retries: 1000, DeliveryTimeout: 20 * time.Second})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const n = 10000
+	var failed atomic.Int64
+	for i := range n {
+		if err := p.Produce(ctx, &client.Record{Topic: "t", Value: fmt.Appendf(nil, "%08d", i)}, func(_ *client.Record, err error) {
+			if err != nil {
+				failed.Add(1)
+			}
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 {
+		t.Fatalf("%d batches received torn or mixed, the first: %s", len(bad), bad[0])
+	}
+	if failed.Load() != 0 {
+		t.Fatalf("%d records failed", failed.Load())
+	}
+	for i := range n {
+		if v := fmt.Sprintf("%08d", i); !received[v] {
+			t.Fatalf("record %s acknowledged but never received", v)
+		}
+	}
+	t.Logf("%d produce streams, %d requests answered", f.streams.Load(), requests.Load())
 }
