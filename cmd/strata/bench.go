@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/strata-stream/strata/client"
+	"github.com/strata-stream/strata/internal/lathist"
 	stratav1 "github.com/strata-stream/strata/proto/strata/v1"
 )
 
@@ -38,6 +38,7 @@ type benchOptions struct {
 	cpuProfile string
 	schedSlice string
 	traceFile  string
+	memProfile string
 	payload    string
 	roundRobin bool
 	timeline   string
@@ -57,6 +58,7 @@ func newBenchCmd() *cobra.Command {
 	pf.IntVar(&o.recordSize, "record-size", 1024, "record value size in bytes (random, incompressible)")
 	pf.Int32Var(&o.partitions, "partitions", 1, "partitions of the topic when bench produce creates it")
 	pf.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the benchmark client to this file")
+	pf.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the benchmark client to this file, when it ends (go tool pprof -sample_index=alloc_space)")
 	pf.StringVar(&o.traceFile, "trace", "", "write an execution trace of the benchmark client to this file (go tool trace)")
 	produce := &cobra.Command{
 		Use:   "produce",
@@ -66,7 +68,9 @@ func newBenchCmd() *cobra.Command {
 			if err := setSchedSlice(o.schedSlice, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelWarn}))); err != nil {
 				return err
 			}
-			return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
+			return withMemProfile(o.memProfile, func() error {
+				return withTrace(o.traceFile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchProduce(cmd, o) }) })
+			})
 		},
 	}
 	f := produce.Flags()
@@ -87,7 +91,7 @@ func newBenchCmd() *cobra.Command {
 		Short: "Consume --records records from the earliest offsets and report records/s, MB/s and poll latency",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withProfile(o.cpuProfile, func() error { return runBenchConsume(cmd, o) })
+			return withMemProfile(o.memProfile, func() error { return withProfile(o.cpuProfile, func() error { return runBenchConsume(cmd, o) }) })
 		},
 	}
 	cmd.AddCommand(produce, consume, newBenchDiskCmd(), newBenchFloorCmd(o), newBenchFloorServerCmd())
@@ -126,6 +130,24 @@ func withTrace(path string, fn func() error) error {
 // withProfile runs fn under a CPU profile written to path (none if empty).
 func withProfile(path string, fn func() error) error {
 	return withRecorder(path, pprof.StartCPUProfile, pprof.StopCPUProfile, fn)
+}
+
+// withMemProfile runs fn, then writes the allocation profile to path
+// (none if empty). The file is created first, so a bad path fails
+// before the run.
+func withMemProfile(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := fn(); err != nil {
+		return err
+	}
+	return pprof.Lookup("allocs").WriteTo(f, 0)
 }
 
 // withRecorder runs fn between start and stop of a recorder writing to the
@@ -186,20 +208,22 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[i]
 }
 
-func report(w io.Writer, what string, n int64, size int, elapsed time.Duration, lat []time.Duration, latName string) {
-	slices.Sort(lat)
+func report(w io.Writer, what string, n int64, size int, elapsed time.Duration, lat *lathist.Hist, latName string) {
 	secs := elapsed.Seconds()
 	fmt.Fprintf(w, "%s: %d records of %d B in %s\n", what, n, size, elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "throughput: %.0f records/s, %.1f MB/s\n", float64(n)/secs, float64(n)*float64(size)/secs/1e6)
-	if len(lat) > 0 {
-		fmt.Fprintf(w, "%s latency: %s\n", latName, percentiles(lat))
+	if lat.Count() > 0 {
+		fmt.Fprintf(w, "%s latency: %s\n", latName, fmtPercentiles(lat.Quantile(0.50), lat.Quantile(0.99), lat.Quantile(0.999), lat.Max()))
 	}
 }
 
 // percentiles is "p50 X, p99 Y, p99.9 Z, max W" of sorted durations.
 func percentiles(sorted []time.Duration) string {
-	return fmt.Sprintf("p50 %s, p99 %s, p99.9 %s, max %s",
-		fmtDur(percentile(sorted, 0.50)), fmtDur(percentile(sorted, 0.99)), fmtDur(percentile(sorted, 0.999)), fmtDur(percentile(sorted, 1)))
+	return fmtPercentiles(percentile(sorted, 0.50), percentile(sorted, 0.99), percentile(sorted, 0.999), percentile(sorted, 1))
+}
+
+func fmtPercentiles(p50, p99, p999, top time.Duration) string {
+	return fmt.Sprintf("p50 %s, p99 %s, p99.9 %s, max %s", fmtDur(p50), fmtDur(p99), fmtDur(p999), fmtDur(top))
 }
 
 func fmtDur(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/1e6) }
@@ -231,16 +255,19 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	}
 	nparts := int32(len(d.GetPartitions()))
 
-	// Written before the clock starts (touched), so that the callbacks
-	// recording latencies do not fault its pages in while measured.
-	lat := touched(int(o.records))[:o.records]
-	// Send times since epoch, for --timeline (durations: a slice of
-	// time.Time would hold pointers for the GC to scan).
-	var sentAt []time.Duration
-	epoch := time.Now()
-	if o.timeline != "" {
-		sentAt = touched(int(o.records))[:o.records]
+	if o.timeline != "" && o.window <= 0 {
+		return fmt.Errorf("--timeline-window must be positive")
 	}
+	// Latencies go into fixed-size histograms, one per producer, written
+	// before the clock starts (lathist.New): memory does not grow with
+	// --records, and the callbacks recording them fault no pages in while
+	// measured (a sample per record, 8 B each, made a 32-s run's client
+	// 389 MB and its p99 twice a 4-s run's: docs/benchmarks.md).
+	hists := make([]*lathist.Hist, o.producers)
+	for i := range hists {
+		hists[i] = lathist.New()
+	}
+	var tl *timeline
 	var done, failed atomic.Int64
 	var firstErr atomic.Value
 	stop := make(chan struct{})
@@ -269,7 +296,9 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			defer func() { _ = p.Close() }()
 			<-begin
 			perProducer := o.rate / float64(o.producers)
-			// The warm-up: records like the measured ones, unmeasured.
+			// The warm-up: records like the measured ones (from slabs too),
+			// unmeasured.
+			wrecs := newSlabs(func(*client.Record, error) {})
 			wstart := time.Now()
 			for k := 0; o.warmup > 0; k++ {
 				now := time.Now()
@@ -277,7 +306,9 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 					break
 				}
 				pace(now, wstart, int64(k), perProducer)
-				if err := p.Produce(ctx, &client.Record{Topic: o.topic, Partition: int32((lo + int64(k)) % int64(nparts)), Value: values[k%len(values)]}, nil); err != nil {
+				r, promise := wrecs.next()
+				*r = client.Record{Topic: o.topic, Partition: int32((lo + int64(k)) % int64(nparts)), Value: values[k%len(values)], Timestamp: now}
+				if err := p.Produce(ctx, r, promise); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					return
 				}
@@ -285,24 +316,24 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			}
 			pstart := time.Now()
 			starts[i] = pstart
-			// One promise for every measured record, and records allocated
-			// a slab at a time: the load generator's own garbage is not
-			// what is measured (without a closure and a Record per record
-			// the bench client's CPU time fell 15 %: docs/benchmarks.md).
-			// A record's Timestamp is its send time; samples are stored in
-			// acknowledgement order, the k-th acknowledged at k.
-			promise := func(r *client.Record, err error) {
-				k := done.Add(1) - 1
-				lat[k] = time.Since(r.Timestamp)
-				if sentAt != nil {
-					sentAt[k] = r.Timestamp.Sub(epoch)
+			// One promise per slab of records, the slabs reused: the load
+			// generator's own garbage is not what is measured (without a
+			// closure and a Record per record the bench client's CPU time
+			// fell 15 %: docs/benchmarks.md). A record's Timestamp is its
+			// send time.
+			h := hists[i]
+			recs := newSlabs(func(r *client.Record, err error) {
+				done.Add(1)
+				d := time.Since(r.Timestamp)
+				h.Record(d)
+				if tl != nil {
+					tl.record(r.Timestamp, d)
 				}
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}
-			}
-			var slab []client.Record
+			})
 			for j := lo; j < hi; j++ {
 				// Reading the clock is not free on every VM: read it once per
 				// record (the send time doubles as the record timestamp).
@@ -310,11 +341,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 				if pace(sent, pstart, j-lo, perProducer) {
 					sent = time.Now()
 				}
-				if len(slab) == 0 {
-					slab = make([]client.Record, min(1024, hi-j))
-				}
-				r := &slab[0]
-				slab = slab[1:]
+				r, promise := recs.next()
 				*r = client.Record{Topic: o.topic, Partition: int32(j % int64(nparts)), Value: values[j%int64(len(values))], Timestamp: sent}
 				if err := p.Produce(ctx, r, promise); err != nil {
 					firstErr.CompareAndSwap(nil, err)
@@ -328,6 +355,12 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	}
 	warm.Wait()
 	go progress(cmd.ErrOrStderr(), "produced", o.records, &done, stop)
+	// Every producer's first measured record is sent at or after ref (each
+	// warms up for o.warmup from when begin closes).
+	ref := time.Now().Add(o.warmup)
+	if o.timeline != "" {
+		tl = newTimeline(ref, o.window, o.records, o.rate)
+	}
 	close(begin)
 	wg.Wait()
 	end := time.Now()
@@ -346,44 +379,18 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 	if e := firstErr.Load(); e != nil {
 		return fmt.Errorf("%d records failed: %w", failed.Load(), e.(error))
 	}
-	if o.timeline != "" {
-		if err := writeTimeline(o.timeline, o.window, start, start.Sub(epoch), sentAt, lat); err != nil {
+	if tl != nil {
+		if err := os.WriteFile(o.timeline, tl.tsv(), 0o644); err != nil {
 			return err
 		}
+	}
+	lat := hists[0]
+	for _, h := range hists[1:] {
+		lat.Merge(h)
 	}
 	report(cmd.OutOrStdout(), fmt.Sprintf("bench produce (acks=%s, producers=%d, partitions=%d)", o.acks, o.producers, nparts),
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
-}
-
-// writeTimeline writes to path, per window of send time from start (at
-// since on the clock of sentAt), the records sent in it and their ack
-// latency p50, p99 and max (TSV, ms).
-func writeTimeline(path string, window time.Duration, start time.Time, since time.Duration, sentAt, lat []time.Duration) error {
-	if window <= 0 {
-		return fmt.Errorf("--timeline-window must be positive")
-	}
-	var windows [][]time.Duration
-	for i, t := range sentAt {
-		w := max(int((t-since)/window), 0)
-		for len(windows) <= w {
-			windows = append(windows, nil)
-		}
-		windows[w] = append(windows[w], lat[i])
-	}
-	var b []byte
-	b = fmt.Appendf(b, "# windows of %s from %s\n", window, start.UTC().Format(time.RFC3339Nano))
-	b = append(b, "window_ms\trecords\tp50_ms\tp99_ms\tmax_ms\n"...)
-	ms := func(d time.Duration) float64 { return float64(d) / 1e6 }
-	for w, l := range windows {
-		slices.Sort(l)
-		var p50, p99, top time.Duration
-		if len(l) > 0 {
-			p50, p99, top = percentile(l, 0.50), percentile(l, 0.99), l[len(l)-1]
-		}
-		b = fmt.Appendf(b, "%d\t%d\t%.2f\t%.2f\t%.2f\n", (time.Duration(w) * window).Milliseconds(), len(l), ms(p50), ms(p99), ms(top))
-	}
-	return os.WriteFile(path, b, 0o644)
 }
 
 // pace sleeps until record k of a producer that started at start is due
@@ -455,7 +462,7 @@ func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {
 	}
 	var done, bytes atomic.Int64
 	var mu sync.Mutex
-	var lat []time.Duration
+	lat := lathist.New()
 	var firstErr error
 	stop := make(chan struct{})
 	go progress(cmd.ErrOrStderr(), "consumed", o.records, &done, stop)
@@ -467,8 +474,6 @@ func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {
 			defer wg.Done()
 			pc := c.ConsumePartition(o.topic, part.GetPartition(), client.Earliest(), client.ConsumerConfig{MaxBytes: 4 << 20})
 			defer pc.Close()
-			var local []time.Duration
-			defer func() { mu.Lock(); lat = append(lat, local...); mu.Unlock() }()
 			for done.Load() < o.records {
 				t := time.Now()
 				recs, err := pc.Poll(ctx)
@@ -481,7 +486,7 @@ func runBenchConsume(cmd *cobra.Command, o *benchOptions) error {
 					}
 					return
 				}
-				local = append(local, time.Since(t))
+				lat.Record(time.Since(t))
 				for _, r := range recs {
 					bytes.Add(int64(len(r.Value)))
 				}

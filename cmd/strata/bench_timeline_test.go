@@ -1,41 +1,62 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
+	"fmt"
+	"math"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// TestWriteTimeline: each record falls in the window of its send time,
-// counted from the measured start, with that window's p50, p99 and max;
-// a window no record was sent in is a row of zeros.
-func TestWriteTimeline(t *testing.T) {
+// TestTimeline: each record falls in the window of its send time,
+// counted from ref, with that window's p50, p99 (to the histogram's
+// precision) and max; a window no record was sent in is a row of zeros,
+// and windows beyond the preallocated ones are added as records need
+// them, from concurrent callers.
+func TestTimeline(t *testing.T) {
 	ms := time.Millisecond
-	since := 50 * ms // the measured start, on the send-time clock
-	// Sent at 50 + {0, 10, 20, 30} ms (window 0), none in window 1, 50 +
-	// 250 ms (window 2); a send before the start counts in window 0.
-	sentAt := []time.Duration{since, since + 10*ms, since + 20*ms, since + 30*ms, since + 250*ms, 0}
-	lat := []time.Duration{4 * ms, 1 * ms, 3 * ms, 2 * ms, 9 * ms, 5 * ms}
-	path := filepath.Join(t.TempDir(), "tl.tsv")
-	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	if err := writeTimeline(path, 100*ms, start, since, sentAt, lat); err != nil {
-		t.Fatal(err)
+	ref := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	// Expected to span one window; records go to windows 0, 2 and 5.
+	tl := newTimeline(ref, 100*ms, 10, 100)
+	sends := []struct {
+		at  time.Duration // from ref
+		lat time.Duration
+	}{
+		{0, 4 * ms}, {10 * ms, 1 * ms}, {20 * ms, 3 * ms}, {30 * ms, 2 * ms},
+		{-5 * ms, 5 * ms}, // before ref: window 0
+		{250 * ms, 9 * ms},
 	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
+	var wg sync.WaitGroup
+	for _, s := range sends {
+		wg.Add(1)
+		go func() { defer wg.Done(); tl.record(ref.Add(s.at), s.lat) }()
 	}
-	want := "# windows of 100ms from 2026-12-01T00:00:00Z\n" +
-		"window_ms\trecords\tp50_ms\tp99_ms\tmax_ms\n" +
-		"0\t5\t3.00\t4.00\t5.00\n" +
-		"100\t0\t0.00\t0.00\t0.00\n" +
-		"200\t1\t9.00\t9.00\t9.00\n"
-	if got := string(b); got != want {
-		t.Fatalf("timeline:\n%s\nwant:\n%s", got, want)
+	wg.Wait()
+	for i := range 100 {
+		tl.record(ref.Add(500*ms+time.Duration(i)*ms/2), time.Duration(i+1)*ms/10)
 	}
-	if err := writeTimeline(path, 0, start, since, sentAt, lat); err == nil || !strings.Contains(err.Error(), "--timeline-window") {
-		t.Fatalf("window 0: err %v, want a --timeline-window error", err)
+	got := strings.Split(strings.TrimSuffix(string(tl.tsv()), "\n"), "\n")
+	want := []struct {
+		records       int
+		p50, p99, top float64 // ms
+	}{
+		{5, 3, 4, 5}, {0, 0, 0, 0}, {1, 9, 9, 9}, {0, 0, 0, 0}, {0, 0, 0, 0}, {100, 5, 9.9, 10},
+	}
+	if len(got) != 2+len(want) || got[0] != "# windows of 100ms from 2026-12-01T00:00:00Z" ||
+		got[1] != "window_ms\trecords\tp50_ms\tp99_ms\tmax_ms" {
+		t.Fatalf("timeline:\n%s", strings.Join(got, "\n"))
+	}
+	for w, row := range want {
+		var start, records int
+		var p50, p99, top float64
+		line := got[2+w]
+		if _, err := fmt.Sscanf(line, "%d\t%d\t%f\t%f\t%f", &start, &records, &p50, &p99, &top); err != nil {
+			t.Fatalf("row %d %q: %v", w, line, err)
+		}
+		near := func(a, b float64) bool { return math.Abs(a-b) <= b/200+0.005 }
+		if start != 100*w || records != row.records || !near(p50, row.p50) || !near(p99, row.p99) || top != row.top {
+			t.Errorf("row %d: %q, want %d records, p50 %v, p99 %v, max %v", w, line, row.records, row.p50, row.p99, row.top)
+		}
 	}
 }
