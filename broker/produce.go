@@ -69,18 +69,21 @@ func (ps produceService) ProduceStream(stream stratav1.ProduceService_ProduceStr
 		sendErr <- nil
 	}()
 	// Recv runs in its own goroutine so that a shutdown can end the stream
-	// between requests; it ends when the handler returns.
+	// between requests; it ends when the handler returns. Requests are
+	// decoded in place (pooledProduceRequest) and released once appended.
 	type recvd struct {
-		req *stratav1.ProduceRequest
+		req *pooledProduceRequest
 		err error
 	}
 	reqs := make(chan recvd)
 	go func() {
 		for {
-			req, err := stream.Recv()
+			req := &pooledProduceRequest{}
+			err := stream.RecvMsg(req)
 			select {
 			case reqs <- recvd{req, err}:
 			case <-ctx.Done():
+				req.release()
 				return
 			}
 			if err != nil {
@@ -101,12 +104,14 @@ loop:
 			break loop
 		}
 		if r.err != nil {
+			r.req.release()
 			if !errors.Is(r.err, io.EOF) && status.Code(r.err) != codes.Canceled {
 				endErr = r.err
 			}
 			break
 		}
-		p, err := ps.s.appendRequest(r.req)
+		p, err := ps.s.appendRequest(&r.req.req)
+		r.req.release()
 		if err != nil {
 			endErr = toStatus(err)
 			break

@@ -129,7 +129,22 @@ func (codec) Marshal(v any) (mem.BufferSlice, error) {
 	return mem.BufferSlice{mem.NewBuffer(b, Pool)}, nil
 }
 
+// PooledUnmarshaler is a message that decodes itself from a buffer of
+// Pool which it owns from then on: it may alias and modify the bytes, and
+// gives the buffer back with Pool.Put once nothing refers to them (or
+// leaves it to the collector), whether or not it returns an error. The
+// codec copies a received message into such a buffer, once, where
+// protobuf would copy every bytes field into memory allocated for it.
+type PooledUnmarshaler interface {
+	UnmarshalPooled(b *[]byte) error
+}
+
 func (codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if u, ok := v.(PooledUnmarshaler); ok {
+		b := Pool.Get(data.Len())
+		data.CopyTo(*b)
+		return u.UnmarshalPooled(b)
+	}
 	m, err := message(v)
 	if err != nil {
 		return err
