@@ -88,33 +88,28 @@ type partition struct {
 // splitBatches validates records, one or more concatenated RecordBatch v2,
 // against the topic's limits, and returns the batches. It checks
 // everything before anything is written, so a bad request writes nothing.
-func splitBatches(records []byte, maxMessageBytes int32) ([]validBatch, error) {
+func splitBatches(records []byte, maxMessageBytes int32) ([]segment.CheckedBatch, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrInvalidBatch)
 	}
-	var out []validBatch
+	var out []segment.CheckedBatch
 	for len(records) > 0 {
 		size, err := segment.PeekBatchSize(records)
 		if err == nil && size > int(maxMessageBytes) {
 			return nil, fmt.Errorf("%w: batch of %d bytes exceeds max.message.bytes %d", ErrRecordTooLarge, size, maxMessageBytes)
 		}
-		h, err := segment.ValidateBatch(records)
+		c, err := segment.CheckBatch(records)
 		if err != nil {
 			return nil, fmt.Errorf("%w: batch %d: %v", ErrInvalidBatch, len(out), err)
 		}
+		h := c.Header()
 		if h.Compression() != 0 {
 			return nil, fmt.Errorf("%w: batch %d: compressed batches are not supported yet (codec %d)", ErrInvalidBatch, len(out), h.Compression())
 		}
-		out = append(out, validBatch{b: records[:h.Size()], h: h})
+		out = append(out, c)
 		records = records[h.Size():]
 	}
 	return out, nil
-}
-
-// validBatch is a batch splitBatches checked, with its header.
-type validBatch struct {
-	b []byte
-	h segment.BatchHeader
 }
 
 // appendResult is where a produce landed.
@@ -129,26 +124,26 @@ type appendResult struct {
 // the sequences already written: a retry of a written batch is answered
 // with its offsets and not written again; a sequence gap refuses the
 // request (ErrOutOfOrderSequence) with nothing written.
-func (p *partition) append(batches []validBatch) (appendResult, error) {
+func (p *partition) append(batches []segment.CheckedBatch) (appendResult, error) {
 	res := appendResult{base: -1}
 	p.prodMu.Lock()
 	defer p.prodMu.Unlock()
 	dups := make([]*seqRange, len(batches))
 	sim := map[int64]*producerState{} // the state as the batches before would leave it
 	for i, vb := range batches {
-		pid := vb.h.ProducerID
+		pid := vb.Header().ProducerID
 		if pid < 0 {
 			continue
 		}
 		if _, ok := sim[pid]; !ok {
 			sim[pid] = p.producers[pid].clone()
 		}
-		dup, err := idempotentCheck(sim[pid], vb.h)
+		dup, err := idempotentCheck(sim[pid], vb.Header())
 		if err != nil {
 			return res, err
 		}
 		if dups[i] = dup; dup == nil {
-			recordBatch(sim, vb.h, -1)
+			recordBatch(sim, vb.Header(), -1)
 		}
 	}
 	for i, vb := range batches {
@@ -156,16 +151,16 @@ func (p *partition) append(batches []validBatch) (appendResult, error) {
 		if d := dups[i]; d != nil {
 			first, last = d.base, d.last
 		} else {
-			segment.SetPartitionLeaderEpoch(vb.b, int32(p.epoch))
+			segment.SetPartitionLeaderEpoch(vb.Bytes(), int32(p.epoch))
 			var err error
-			first, last, err = p.log.Append(vb.b)
+			first, last, err = p.log.AppendChecked(vb)
 			if err != nil {
 				if errors.Is(err, segment.ErrBatchTooLarge) {
 					return res, fmt.Errorf("%w: %v", ErrRecordTooLarge, err)
 				}
 				return res, err
 			}
-			p.observe(vb.h, first)
+			p.observe(vb.Header(), first)
 		}
 		if res.base < 0 {
 			res.base = first

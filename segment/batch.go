@@ -162,6 +162,31 @@ func ValidateBatch(b []byte) (BatchHeader, error) {
 	return h, nil
 }
 
+// CheckedBatch is one RecordBatch whose header parsed and whose CRC-32C
+// held when CheckBatch returned it: Log.AppendChecked writes it without
+// computing the CRC again. It aliases the bytes given to CheckBatch; the
+// fields outside the CRC (base offset, leader epoch) may still be set.
+type CheckedBatch struct {
+	b []byte
+	h BatchHeader
+}
+
+// CheckBatch validates the batch at the start of b as ValidateBatch does
+// and returns it (b[:its size]; b may hold more bytes after it).
+func CheckBatch(b []byte) (CheckedBatch, error) {
+	h, err := ValidateBatch(b)
+	if err != nil {
+		return CheckedBatch{}, err
+	}
+	return CheckedBatch{b: b[:h.Size()], h: h}, nil
+}
+
+// Bytes is the batch.
+func (c CheckedBatch) Bytes() []byte { return c.b }
+
+// Header is the batch's header as it was checked.
+func (c CheckedBatch) Header() BatchHeader { return c.h }
+
 // SetBaseOffset rewrites the base offset of the batch at the start of b. The
 // base offset is outside the CRC, so the batch stays valid.
 func SetBaseOffset(b []byte, base int64) {

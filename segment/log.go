@@ -422,12 +422,23 @@ func (l *Log) fail(err error) error {
 // ErrShortBatch (or ErrBatchTooLarge) and changes nothing. After a write
 // or sync error every append returns ErrFailed.
 func (l *Log) Append(batch []byte) (first, last int64, err error) {
-	h, err := ValidateBatch(batch)
+	c, err := CheckBatch(batch)
 	if err != nil {
 		return 0, 0, err
 	}
-	if h.Size() != len(batch) {
-		return 0, 0, fmt.Errorf("%w: %d bytes after the batch", ErrCorrupt, len(batch)-h.Size())
+	if len(c.b) != len(batch) {
+		return 0, 0, fmt.Errorf("%w: %d bytes after the batch", ErrCorrupt, len(batch)-len(c.b))
+	}
+	return l.AppendChecked(c)
+}
+
+// AppendChecked is Append of a batch CheckBatch has validated already
+// (its CRC is not computed again: at 1 KiB records the second pass was
+// 6 % of the broker's CPU). Nothing inside the CRC may have changed since.
+func (l *Log) AppendChecked(c CheckedBatch) (first, last int64, err error) {
+	batch, h := c.b, c.h
+	if batch == nil {
+		return 0, 0, fmt.Errorf("%w: a CheckedBatch not from CheckBatch", ErrShortBatch)
 	}
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()

@@ -488,6 +488,40 @@ func TestAppendRejectsBadBatches(t *testing.T) {
 	}
 }
 
+// TestAppendChecked: CheckBatch cuts the first batch off the bytes given
+// (rejecting a corrupt one), AppendChecked writes it as Append would, and
+// a CheckedBatch that did not come from CheckBatch writes nothing.
+func TestAppendChecked(t *testing.T) {
+	l := openTest(t, Config{Dir: t.TempDir(), SegmentBytes: 1 << 20})
+	a, b := testBatch(0, 3, 10, 1), testBatch(1, 2, 10, 2)
+	two := append(append([]byte(nil), a...), b...)
+	c, err := CheckBatch(two)
+	if err != nil || !bytes.Equal(c.Bytes(), a) || c.Header().LastOffsetDelta != 2 {
+		t.Fatalf("CheckBatch of two batches: %v, %d bytes, want the first (%d bytes)", err, len(c.Bytes()), len(a))
+	}
+	flipped := append([]byte(nil), b...)
+	flipped[len(flipped)-1] ^= 1
+	if _, err := CheckBatch(flipped); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("CheckBatch of a corrupt batch: %v, want ErrCorrupt", err)
+	}
+	if _, _, err := l.AppendChecked(CheckedBatch{}); err == nil {
+		t.Fatal("AppendChecked wrote a zero CheckedBatch")
+	}
+	if first, last, err := l.AppendChecked(c); err != nil || first != 0 || last != 2 {
+		t.Fatalf("AppendChecked: %d-%d, %v; want 0-2", first, last, err)
+	}
+	if first, last, err := l.Append(b); err != nil || first != 3 || last != 4 {
+		t.Fatalf("Append after it: %d-%d, %v; want 3-4", first, last, err)
+	}
+	if err := l.Sync(context.Background(), 5); err != nil {
+		t.Fatal(err)
+	}
+	got := readAllBatches(t, l)
+	if len(got) != 2 || !bytes.Equal(got[0][attrsPos:], a[attrsPos:]) || !bytes.Equal(got[1][attrsPos:], b[attrsPos:]) {
+		t.Fatalf("read back %d batches, not the two appended", len(got))
+	}
+}
+
 func TestSyncAlwaysPublishesWithoutWaiters(t *testing.T) {
 	l := openTest(t, Config{Dir: t.TempDir(), SyncPolicy: SyncAlways})
 	if _, _, err := l.Append(testBatch(0, 1, 10, 1)); err != nil {
