@@ -355,7 +355,7 @@ func runBenchFloor(ctx context.Context, out io.Writer, o *floorOptions) error {
 	req := &stratav1.ProduceRequest{Acks: acks, Partitions: []*stratav1.PartitionRecords{{Topic: topic, Records: payload}}}
 	start := time.Now()
 	for i := range n {
-		pace(time.Now(), start, int64(i), o.rate)
+		pace(time.Now(), start, int64(i), o.rate, 0)
 		sent[i] = time.Now()
 		req.RequestId = uint64(i)
 		if err := st.Send(req); err != nil {
