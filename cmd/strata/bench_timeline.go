@@ -21,8 +21,9 @@ type timeline struct {
 }
 
 // maxPrealloc bounds the windows written before the clock starts (each
-// is a lathist.Hist, about 35 KB); a run outlasting them grows the list.
-const maxPrealloc = 4096
+// is a lathist.Hist, about 35 KB: 36 MB at most); a run outlasting them
+// grows the list.
+const maxPrealloc = 1024
 
 // newTimeline returns a timeline from ref with the windows that records
 // at rate (records/s, 0 for as fast as possible) are expected to span.
