@@ -18,7 +18,10 @@ import (
 const MaxRequestBytes = 64 << 20
 
 // NewGRPCServer returns a gRPC server with the broker's services, the
-// health service (serving once the broker is ready) and reflection.
+// health service (serving once the broker is ready) and reflection. opts
+// must not replace the codec: ProduceStream decodes its requests in
+// place through rpcbuf's (pooledProduceRequest), which no other codec
+// knows.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	g := grpc.NewServer(append(TransportOptions(), opts...)...)
 	stratav1.RegisterAdminServiceServer(g, adminService{s: s})
