@@ -49,82 +49,83 @@ var errProduceWire = errors.New("broker: malformed ProduceRequest")
 // winning, topics valid UTF-8), except that every partition's Records
 // aliases b.
 func decodeProduceRequest(b []byte, req *stratav1.ProduceRequest) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return fmt.Errorf("%w: %v", errProduceWire, protowire.ParseError(n))
-		}
-		if num > protowire.MaxValidNumber {
-			return fmt.Errorf("%w: field number %d", errProduceWire, num)
-		}
-		b = b[n:]
+	return eachField(b, "request", func(f wireField) error {
 		switch {
-		case num == 1 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			req.RequestId = v
-		case num == 2 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			req.Acks = stratav1.Acks(int32(v))
-		case num == 3 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			req.TimeoutMs = uint32(v)
-		case num == 4 && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 {
-				pr := &stratav1.PartitionRecords{}
-				if err := decodePartitionRecords(v, pr); err != nil {
-					return err
-				}
-				req.Partitions = append(req.Partitions, pr)
+		case f.num == 1 && f.typ == protowire.VarintType:
+			req.RequestId = f.v
+		case f.num == 2 && f.typ == protowire.VarintType:
+			req.Acks = stratav1.Acks(int32(f.v))
+		case f.num == 3 && f.typ == protowire.VarintType:
+			req.TimeoutMs = uint32(f.v)
+		case f.num == 4 && f.typ == protowire.BytesType:
+			pr := &stratav1.PartitionRecords{}
+			if err := decodePartitionRecords(f.b, pr); err != nil {
+				return err
 			}
-		default:
-			n = protowire.ConsumeFieldValue(num, typ, b)
+			req.Partitions = append(req.Partitions, pr)
 		}
-		if n < 0 {
-			return fmt.Errorf("%w: field %d: %v", errProduceWire, num, protowire.ParseError(n))
-		}
-		b = b[n:]
-	}
-	return nil
+		return nil
+	})
 }
 
 func decodePartitionRecords(b []byte, pr *stratav1.PartitionRecords) error {
+	return eachField(b, "partitions", func(f wireField) error {
+		switch {
+		case f.num == 1 && f.typ == protowire.BytesType:
+			if !utf8.Valid(f.b) {
+				return fmt.Errorf("%w: partitions: topic is not valid UTF-8", errProduceWire)
+			}
+			pr.Topic = string(f.b)
+		case f.num == 2 && f.typ == protowire.VarintType:
+			pr.Partition = int32(f.v)
+		case f.num == 3 && f.typ == protowire.BytesType:
+			pr.Records = f.b[:len(f.b):len(f.b)] // an append must not run into the next field
+		}
+		return nil
+	})
+}
+
+// wireField is one varint or length-delimited field of a message: v holds
+// a varint's value, b a length-delimited one's bytes (aliasing the
+// message).
+type wireField struct {
+	num protowire.Number
+	typ protowire.Type
+	v   uint64
+	b   []byte
+}
+
+// eachField calls fn with every varint and length-delimited field of the
+// message in b, in order, and skips fields of the other wire types; what
+// names the message in errors.
+func eachField(b []byte, what string, fn func(wireField) error) error {
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
-			return fmt.Errorf("%w: partitions: %v", errProduceWire, protowire.ParseError(n))
+			return fmt.Errorf("%w: %s: %v", errProduceWire, what, protowire.ParseError(n))
 		}
 		if num > protowire.MaxValidNumber {
-			return fmt.Errorf("%w: partitions: field number %d", errProduceWire, num)
+			return fmt.Errorf("%w: %s: field number %d", errProduceWire, what, num)
 		}
 		b = b[n:]
-		switch {
-		case num == 1 && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			if n >= 0 && !utf8.Valid(v) {
-				return fmt.Errorf("%w: partitions: topic is not valid UTF-8", errProduceWire)
-			}
-			pr.Topic = string(v)
-		case num == 2 && typ == protowire.VarintType:
-			var v uint64
-			v, n = protowire.ConsumeVarint(b)
-			pr.Partition = int32(v)
-		case num == 3 && typ == protowire.BytesType:
-			var v []byte
-			v, n = protowire.ConsumeBytes(b)
-			pr.Records = v[:len(v):len(v)] // an append must not run into the next field
+		f := wireField{num: num, typ: typ}
+		switch typ {
+		case protowire.VarintType:
+			f.v, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			f.b, n = protowire.ConsumeBytes(b)
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, b)
 		}
 		if n < 0 {
-			return fmt.Errorf("%w: partitions: field %d: %v", errProduceWire, num, protowire.ParseError(n))
+			return fmt.Errorf("%w: %s: field %d: %v", errProduceWire, what, num, protowire.ParseError(n))
 		}
 		b = b[n:]
+		if typ == protowire.VarintType || typ == protowire.BytesType {
+			if err := fn(f); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

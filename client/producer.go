@@ -906,6 +906,7 @@ func (s *sink) sendOne() bool {
 		for _, e := range encs {
 			e.release()
 		}
+		clear(encs) // the scratch keeps no released buffer reachable
 		s.encs = encs[:0]
 	}()
 	size := 0

@@ -80,18 +80,8 @@ func (h *Hist) Record(d time.Duration) {
 	h.buckets[index(uint64(d))].Add(1)
 	h.count.Add(1)
 	v := int64(d) + 1
-	for {
-		m := h.min.Load()
-		if m != 0 && m <= v || h.min.CompareAndSwap(m, v) {
-			break
-		}
-	}
-	for {
-		m := h.max.Load()
-		if m >= v || h.max.CompareAndSwap(m, v) {
-			break
-		}
-	}
+	lowerTo(&h.min, v)
+	raiseTo(&h.max, v)
 }
 
 // Merge adds the samples of o to h.
@@ -103,19 +93,28 @@ func (h *Hist) Merge(o *Hist) {
 	}
 	h.count.Add(o.count.Load())
 	if m := o.min.Load(); m != 0 {
-		for {
-			cur := h.min.Load()
-			if cur != 0 && cur <= m || h.min.CompareAndSwap(cur, m) {
-				break
-			}
+		lowerTo(&h.min, m)
+	}
+	raiseTo(&h.max, o.max.Load())
+}
+
+// lowerTo sets a to v unless it holds a smaller value already (0 being
+// "none", not a value).
+func lowerTo(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if m != 0 && m <= v || a.CompareAndSwap(m, v) {
+			return
 		}
 	}
-	if m := o.max.Load(); m != 0 {
-		for {
-			cur := h.max.Load()
-			if cur >= m || h.max.CompareAndSwap(cur, m) {
-				break
-			}
+}
+
+// raiseTo sets a to v unless it holds a value as large already.
+func raiseTo(a *atomic.Int64, v int64) {
+	for {
+		m := a.Load()
+		if m >= v || a.CompareAndSwap(m, v) {
+			return
 		}
 	}
 }
