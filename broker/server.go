@@ -58,6 +58,13 @@ type Config struct {
 	// (default 4).
 	UploadInterval    time.Duration
 	UploadConcurrency int
+	// KeepUploadedPages leaves a segment's pages in the page cache once it
+	// has been read for upload. By default the broker asks the kernel to
+	// drop them (segment.Log.DropCache): the local logs then occupy about
+	// a segment or two of page cache per partition instead of growing
+	// into all free memory (docs/operations.md, "Page cache of uploaded
+	// segments").
+	KeepUploadedPages bool
 	// Reader configures cold reads (frame cache, read-ahead window).
 	Reader tiering.ReaderConfig
 	// LocalDiskLimit bounds the bytes of all local logs (0: unlimited).

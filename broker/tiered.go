@@ -303,6 +303,13 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 			err = fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
 			return
 		}
+		if !s.cfg.KeepUploadedPages {
+			// Its bytes are in batches now; readers of it after this go
+			// to the disk (a retry of this upload too).
+			if derr := p.log.DropCache(seg.BaseOffset); derr != nil {
+				s.logger.Debug("could not drop an uploaded segment from the page cache", "topic", p.topic, "partition", p.id, "segment", seg.BaseOffset, "err", derr)
+			}
+		}
 		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches, Buf: bufs.object})
 		for h := range segment.Batches(batches) { // CRC-checked by ReadSegment
 			if h.ProducerID >= 0 {

@@ -98,9 +98,19 @@ func (OSFS) SyncDir(dir string) error {
 	return d.Sync()
 }
 
+// cacheDropper is implemented by Files whose pages in the operating
+// system's page cache can be dropped (OSFS on Linux).
+type cacheDropper interface {
+	// DropCache asks the kernel to drop the file's clean cached pages:
+	// the data is unaffected, later reads of it go to the disk.
+	DropCache() error
+}
+
 type osFile struct{ *os.File }
 
 func (f osFile) Sync() error { return datasync(f.File) }
+
+func (f osFile) DropCache() error { return dropCache(f.File) }
 
 func (f osFile) Size() (int64, error) {
 	st, err := f.Stat()

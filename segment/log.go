@@ -1037,17 +1037,9 @@ func (l *Log) ReadSegment(base int64) ([]byte, error) {
 // after segment reuses one buffer instead of asking the runtime for 64
 // MiB of new memory each time.
 func (l *Log) ReadSegmentInto(dst []byte, base int64) ([]byte, error) {
-	l.mu.RLock()
-	var s *logSegment
-	var size int64
-	for i, c := range l.mu.segments {
-		if c.base == base && i < len(l.mu.segments)-1 && c != l.mu.sealing && c.acquire() {
-			s, size = c, c.size
-		}
-	}
-	l.mu.RUnlock()
-	if s == nil {
-		return nil, fmt.Errorf("%w: no sealed segment at %d", ErrOutOfRange, base)
+	s, size, err := l.acquireSealed(base)
+	if err != nil {
+		return nil, err
 	}
 	defer s.release()
 	b := dst[:0]
@@ -1062,6 +1054,43 @@ func (l *Log) ReadSegmentInto(dst []byte, base int64) ([]byte, error) {
 		return nil, fmt.Errorf("segment: %s: %w", s.path, err)
 	}
 	return b, nil
+}
+
+// acquireSealed returns the sealed segment with the given base offset and
+// its size, acquired: the caller releases it.
+func (l *Log) acquireSealed(base int64) (*logSegment, int64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	for i, c := range l.mu.segments {
+		if c.base == base && i < len(l.mu.segments)-1 && c != l.mu.sealing && c.acquire() {
+			return c, c.size, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("%w: no sealed segment at %d", ErrOutOfRange, base)
+}
+
+// DropCache asks the operating system to drop the sealed segment at base
+// from its page cache (its data is unaffected: later reads of it go to the
+// disk). The broker calls it once a segment is read for upload: a log that
+// only grows would otherwise fill the page cache with batches nobody
+// reads, and on a VM whose free memory goes back to the host that costs
+// every write a fresh page from the host (docs/operations.md, "Page cache
+// of uploaded segments"). It does nothing where the file system cannot
+// drop pages (MemFS, not Linux).
+func (l *Log) DropCache(base int64) error {
+	s, _, err := l.acquireSealed(base)
+	if err != nil {
+		return err
+	}
+	defer s.release()
+	d, ok := s.log.(cacheDropper)
+	if !ok {
+		return nil
+	}
+	if err := d.DropCache(); err != nil {
+		return fmt.Errorf("segment: drop %s from the page cache: %w", s.path, err)
+	}
+	return nil
 }
 
 // RemoveSegmentsBefore deletes the sealed segments whose batches all lie

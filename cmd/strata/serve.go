@@ -41,6 +41,7 @@ type serveOptions struct {
 	logFormat     string
 	cacheDir      string
 	cacheSize     string
+	keepPages     bool
 	diskLimit     string
 	sessionTTL    time.Duration
 	reconcile     time.Duration
@@ -115,6 +116,7 @@ synced before exit.`,
 	f.StringVar(&o.schedSlice, "sched-slice", "auto", "Linux 6.12+: the scheduler slice of the broker's threads, so that they run sooner when they wake on a busy machine: auto (100us where the kernel has custom slices, else its default), 0 (the kernel's default) or 100us-100ms")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
+	f.BoolVar(&o.keepPages, "keep-uploaded-pages", false, "leave a sealed segment's pages in the page cache after its upload (by default the broker asks the kernel to drop them, so that the local logs use about a segment or two of page cache per partition)")
 	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
 	f.DurationVar(&o.reconcile, "reconcile-interval", time.Second, "how often the controller assigns partitions and brokers take up their assignments")
 	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with UNAVAILABLE until uploads and eviction free space (0: unlimited)")
@@ -276,6 +278,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		Objects:               objects,
 		Reader:                readerCfg,
 		LocalDiskLimit:        diskLimit,
+		KeepUploadedPages:     o.keepPages,
 		SessionTTL:            o.sessionTTL,
 		ReconcileInterval:     o.reconcile,
 		DataDir:               o.dataDir,

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package pagecache
+
+func resident0(string) (int, int, error) { return 0, 0, ErrUnsupported }
