@@ -68,9 +68,12 @@ type partition struct {
 	remote remoteState
 	// tierMu serialises the partition's uploads and evictions, and guards
 	// sealedProducers: the idempotent producers' state as of the end of
-	// the uploaded segments (what the next producer snapshot builds on).
+	// the uploaded segments (what the next producer snapshot builds on),
+	// and pagesDroppedEnd: the local segments below it have been dropped
+	// from the page cache (dropUploadedPages).
 	tierMu          sync.Mutex
 	sealedProducers map[int64]*producerState
+	pagesDroppedEnd int64
 	// prodMu guards producers (idempotent producers' sequences) and makes
 	// their check and the append one step.
 	prodMu    sync.Mutex

@@ -58,13 +58,14 @@ type Config struct {
 	// (default 4).
 	UploadInterval    time.Duration
 	UploadConcurrency int
-	// KeepUploadedPages leaves a segment's pages in the page cache once it
-	// has been read for upload. By default the broker asks the kernel to
-	// drop them (segment.Log.DropCache): the local logs then occupy about
-	// a segment or two of page cache per partition instead of growing
-	// into all free memory (docs/operations.md, "Page cache of uploaded
-	// segments").
-	KeepUploadedPages bool
+	// PageCacheWindow is how many bytes of each partition's newest local
+	// log are left to the page cache: older sealed segments are dropped
+	// from it once uploaded (segment.Log.DropCache), so that the logs use
+	// about partitions x window of page cache instead of growing into all
+	// free memory (docs/operations.md, "Page cache of uploaded segments").
+	// Reads of a dropped segment go to the disk. 0 means the default, 256
+	// MiB; negative never drops.
+	PageCacheWindow int64
 	// Reader configures cold reads (frame cache, read-ahead window).
 	Reader tiering.ReaderConfig
 	// LocalDiskLimit bounds the bytes of all local logs (0: unlimited).
@@ -122,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = 2 * time.Second
+	}
+	if c.PageCacheWindow == 0 {
+		c.PageCacheWindow = DefaultPageCacheWindow
 	}
 	if c.UploadInterval <= 0 {
 		c.UploadInterval = time.Second

@@ -278,10 +278,39 @@ func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 		}
 		uploaded = seg.NextOffset
 	}
+	s.dropUploadedPages(p, uploaded)
 	if err := s.writeSnapshot(ctx, p); err != nil {
 		return err
 	}
 	return s.evictLocal(p)
+}
+
+// DefaultPageCacheWindow is Config.PageCacheWindow's default.
+const DefaultPageCacheWindow = 256 << 20
+
+// dropUploadedPages drops from the page cache p's uploaded sealed segments
+// that lie wholly outside its newest PageCacheWindow bytes (each once).
+// The caller holds p.tierMu.
+func (s *Server) dropUploadedPages(p *partition, uploaded int64) {
+	window := s.cfg.PageCacheWindow
+	if window < 0 {
+		return
+	}
+	segs := p.log.Segments()
+	var newer, end int64 // newer: bytes of the segments after seg
+	for i := len(segs) - 1; i >= 0; i-- {
+		seg := segs[i]
+		if newer >= window && !seg.Active && seg.NextOffset <= uploaded {
+			if seg.NextOffset > p.pagesDroppedEnd {
+				if err := p.log.DropCache(seg.BaseOffset); err != nil {
+					s.logger.Debug("could not drop an uploaded segment from the page cache", "topic", p.topic, "partition", p.id, "segment", seg.BaseOffset, "err", err)
+				}
+			}
+			end = max(end, seg.NextOffset)
+		}
+		newer += seg.Size
+	}
+	p.pagesDroppedEnd = max(p.pagesDroppedEnd, end)
 }
 
 func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.SegmentInfo) error {
@@ -302,13 +331,6 @@ func (s *Server) uploadSegment(ctx context.Context, p *partition, seg segment.Se
 		if err != nil {
 			err = fmt.Errorf("read sealed segment %d: %w", seg.BaseOffset, err)
 			return
-		}
-		if !s.cfg.KeepUploadedPages {
-			// Its bytes are in batches now; readers of it after this go
-			// to the disk (a retry of this upload too).
-			if derr := p.log.DropCache(seg.BaseOffset); derr != nil {
-				s.logger.Debug("could not drop an uploaded segment from the page cache", "topic", p.topic, "partition", p.id, "segment", seg.BaseOffset, "err", derr)
-			}
 		}
 		obj, entry, err = tiering.EncodeSegment(tiering.SegmentUpload{Topic: p.topic, TopicID: p.topicID, Partition: p.id, Epoch: p.epoch, Batches: batches, Buf: bufs.object})
 		for h := range segment.Batches(batches) { // CRC-checked by ReadSegment

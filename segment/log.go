@@ -1071,12 +1071,12 @@ func (l *Log) acquireSealed(base int64) (*logSegment, int64, error) {
 
 // DropCache asks the operating system to drop the sealed segment at base
 // from its page cache (its data is unaffected: later reads of it go to the
-// disk). The broker calls it once a segment is read for upload: a log that
-// only grows would otherwise fill the page cache with batches nobody
-// reads, and on a VM whose free memory goes back to the host that costs
-// every write a fresh page from the host (docs/operations.md, "Page cache
-// of uploaded segments"). It does nothing where the file system cannot
-// drop pages (MemFS, not Linux).
+// disk). The broker calls it for uploaded segments older than its page
+// cache window: a log that only grows would otherwise fill the page cache
+// with batches few read again, and on a VM whose free memory goes back to
+// the host that costs every write a fresh page from the host
+// (docs/operations.md, "Page cache of uploaded segments"). It does
+// nothing where the file system cannot drop pages (MemFS, not Linux).
 func (l *Log) DropCache(base int64) error {
 	s, _, err := l.acquireSealed(base)
 	if err != nil {

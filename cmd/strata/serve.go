@@ -41,7 +41,7 @@ type serveOptions struct {
 	logFormat     string
 	cacheDir      string
 	cacheSize     string
-	keepPages     bool
+	pageWindow    string
 	diskLimit     string
 	sessionTTL    time.Duration
 	reconcile     time.Duration
@@ -116,7 +116,7 @@ synced before exit.`,
 	f.StringVar(&o.schedSlice, "sched-slice", "auto", "Linux 6.12+: the scheduler slice of the broker's threads, so that they run sooner when they wake on a busy machine: auto (100us where the kernel has custom slices, else its default), 0 (the kernel's default) or 100us-100ms")
 	f.StringVar(&o.cacheDir, "cache-dir", "", "directory of the cold-read frame cache (default <data-dir>/cache; wiped at start)")
 	f.StringVar(&o.cacheSize, "cache-size", "1GiB", "bound of the frame cache, e.g. 512MiB, 4GiB (0 disables it)")
-	f.BoolVar(&o.keepPages, "keep-uploaded-pages", false, "leave a sealed segment's pages in the page cache after its upload (by default the broker asks the kernel to drop them, so that the local logs use about a segment or two of page cache per partition)")
+	f.StringVar(&o.pageWindow, "page-cache-window", "256MiB", "bytes of each partition's newest local log left to the page cache: older sealed segments are dropped from it once uploaded, so that the logs do not grow into all free memory (0: drop each once uploaded; all: never drop)")
 	f.DurationVar(&o.sessionTTL, "session-ttl", 6*time.Second, "etcd session lease TTL: a broker that stops renewing it loses its partitions after this long (whole seconds)")
 	f.DurationVar(&o.reconcile, "reconcile-interval", time.Second, "how often the controller assigns partitions and brokers take up their assignments")
 	f.StringVar(&o.diskLimit, "local-disk-limit", "0", "bound of all local logs, e.g. 100GiB; above it produce fails with UNAVAILABLE until uploads and eviction free space (0: unlimited)")
@@ -264,6 +264,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return fmt.Errorf("--local-disk-limit: %w", err)
 	}
+	pageWindow, err := parsePageCacheWindow(o.pageWindow)
+	if err != nil {
+		return fmt.Errorf("--page-cache-window: %w", err)
+	}
 	var readerCfg tiering.ReaderConfig
 	if cacheBytes > 0 {
 		dir := o.cacheDir
@@ -278,7 +282,7 @@ func runServe(ctx context.Context, o *serveOptions) error {
 		Objects:               objects,
 		Reader:                readerCfg,
 		LocalDiskLimit:        diskLimit,
-		KeepUploadedPages:     o.keepPages,
+		PageCacheWindow:       pageWindow,
 		SessionTTL:            o.sessionTTL,
 		ReconcileInterval:     o.reconcile,
 		DataDir:               o.dataDir,
@@ -373,6 +377,20 @@ func runServe(ctx context.Context, o *serveOptions) error {
 
 // parseBytes parses a size: a number of bytes with an optional unit (B,
 // KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
+// parsePageCacheWindow parses --page-cache-window into
+// broker.Config.PageCacheWindow: "all" never drops (-1), 0 drops each
+// uploaded segment as soon as a newer one has data (a window of 1 byte).
+func parsePageCacheWindow(v string) (int64, error) {
+	if strings.TrimSpace(v) == "all" {
+		return -1, nil
+	}
+	n, err := parseBytes(v)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or all", err)
+	}
+	return max(n, 1), nil
+}
+
 func parseBytes(v string) (int64, error) {
 	v = strings.TrimSpace(v)
 	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
