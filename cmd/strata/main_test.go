@@ -157,6 +157,8 @@ func TestServeWorkerFlags(t *testing.T) {
 		{"--gc-interval 0s", "--gc-interval 0s: must be positive"},
 		{"--gc-grace-period 0s", "--gc-grace-period 0s: must be positive"},
 		{"--gc-max-deletes 0", "--gc-max-deletes 0: must be positive"},
+		{"--page-cache-window lots", `--page-cache-window: "lots": want a size such as 512MiB or 4GiB, or all`},
+		{"--page-cache-window -1MiB", `--page-cache-window: "-1MiB"`},
 	} {
 		root := newRootCmd()
 		root.SilenceErrors, root.SilenceUsage = true, true

@@ -188,6 +188,10 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	if err != nil {
 		return err
 	}
+	pageWindow, err := parsePageCacheWindow(o.pageWindow)
+	if err != nil {
+		return fmt.Errorf("--page-cache-window: %w", err)
+	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -263,10 +267,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	diskLimit, err := parseBytes(o.diskLimit)
 	if err != nil {
 		return fmt.Errorf("--local-disk-limit: %w", err)
-	}
-	pageWindow, err := parsePageCacheWindow(o.pageWindow)
-	if err != nil {
-		return fmt.Errorf("--page-cache-window: %w", err)
 	}
 	var readerCfg tiering.ReaderConfig
 	if cacheBytes > 0 {
@@ -375,8 +375,6 @@ func runServe(ctx context.Context, o *serveOptions) error {
 	return failure
 }
 
-// parseBytes parses a size: a number of bytes with an optional unit (B,
-// KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
 // parsePageCacheWindow parses --page-cache-window into
 // broker.Config.PageCacheWindow: "all" never drops (-1), 0 drops each
 // uploaded segment as soon as a newer one has data (a window of 1 byte).
@@ -391,6 +389,8 @@ func parsePageCacheWindow(v string) (int64, error) {
 	return max(n, 1), nil
 }
 
+// parseBytes parses a size: a number of bytes with an optional unit (B,
+// KB, MB, GB, TB in powers of 1000; KiB, MiB, GiB, TiB in powers of 1024).
 func parseBytes(v string) (int64, error) {
 	v = strings.TrimSpace(v)
 	i := strings.IndexFunc(v, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
