@@ -27,6 +27,12 @@ import (
 // ErrProducerClosed is returned by Produce after Close.
 var ErrProducerClosed = errors.New("client: producer closed")
 
+// ErrInDoubt fails the records of an idempotent producer's batch that may
+// or may not have been written: an earlier batch of its partition failed
+// after this one had been sent, so the partition takes a new producer id,
+// and sending this one again under it could write it twice.
+var ErrInDoubt = errors.New("client: the batch may have been written")
+
 // ProducerConfig configures a Producer. Zero values take the defaults.
 type ProducerConfig struct {
 	// Acks is the durability every acknowledgement waits for; unspecified
@@ -161,9 +167,16 @@ type batch struct {
 	// enc was built with (enc, encVersion and encPid: whoever holds the
 	// batch, which is in one place at a time: a sink's queue, a request,
 	// resolve).
-	pid        int64
-	baseSeq    int32
-	version    int
+	pid     int64
+	baseSeq int32
+	version int
+	// sentPid is the id the batch was last encoded for a request with
+	// (sent is whether it ever was); inDoubt, when set, is the error it
+	// fails with instead of being sent again (resolve). Guarded by
+	// Producer.mu.
+	sentPid    int64
+	sent       bool
+	inDoubt    error
 	encVersion int
 	encPid     int64
 	created    time.Time
@@ -417,6 +430,7 @@ func (p *Producer) encode(b *batch) {
 	if p.producerID >= 0 {
 		p.mu.Lock()
 		pid, seq, version := b.pid, b.baseSeq, b.version
+		b.sentPid, b.sent = pid, true
 		p.mu.Unlock()
 		if b.enc != nil && b.encVersion == version {
 			return
@@ -548,8 +562,17 @@ func (p *Producer) resolve(b *batch, base int64, err error) {
 			p.mu.unacked[b.tp] = slices.Delete(q, i, i+1)
 		}
 		if err != nil && b.pid == p.pidLocked(b.tp) {
-			// Its sequences will never be written: later batches of the
-			// partition would wait for them forever. Start a new id.
+			// Its sequences may never be written: later batches of the
+			// partition would wait for them forever. Start a new id. A
+			// later batch already sent under this one may have been
+			// written (its answer lost) as well as not: sent again under
+			// the new id, it would be written twice. It fails instead,
+			// unless the answer to the send under way acknowledges it.
+			for _, l := range p.mu.unacked[b.tp] {
+				if l.sent && l.sentPid == b.pid && l.inDoubt == nil {
+					l.inDoubt = fmt.Errorf("%w: an earlier batch of %s/%d failed after it was sent (%v)", ErrInDoubt, b.tp.topic, b.tp.p, err)
+				}
+			}
 			p.resetLocked(b.tp)
 		}
 		p.mu.Unlock()
@@ -755,6 +778,14 @@ func (p *Producer) flushRetries(tp topicPartition) {
 		sort.Slice(bs, func(i, j int) bool { return bs[i].baseSeq < bs[j].baseSeq })
 		p.mu.Unlock()
 		for i, b := range bs {
+			p.mu.Lock()
+			doubt := b.inDoubt
+			p.mu.Unlock()
+			if doubt != nil {
+				// Failing it starts a new id again, for the rest of bs.
+				p.resolve(b, -1, doubt)
+				continue
+			}
 			p.route(b, false)
 			p.mu.Lock()
 			if q.failed && i+1 < len(bs) {
