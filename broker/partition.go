@@ -69,8 +69,8 @@ type partition struct {
 	// tierMu serialises the partition's uploads and evictions, and guards
 	// sealedProducers: the idempotent producers' state as of the end of
 	// the uploaded segments (what the next producer snapshot builds on),
-	// and pagesDroppedEnd: the local segments below it have been dropped
-	// from the page cache (dropUploadedPages).
+	// and pagesDroppedEnd: the local segments below it have been asked to
+	// leave the page cache (dropUploadedPages).
 	tierMu          sync.Mutex
 	sealedProducers map[int64]*producerState
 	pagesDroppedEnd int64

@@ -60,11 +60,11 @@ type Config struct {
 	UploadConcurrency int
 	// PageCacheWindow is how many bytes of each partition's newest local
 	// log are left to the page cache: older sealed segments are dropped
-	// from it once uploaded (segment.Log.DropCache), so that the logs use
-	// about partitions x window of page cache instead of growing into all
-	// free memory (docs/operations.md, "Page cache of uploaded segments").
-	// Reads of a dropped segment go to the disk. 0 means the default, 256
-	// MiB; negative never drops.
+	// from it once uploaded (segment.Log.DropCache, once each), so that
+	// writing does not grow the page cache into all free memory
+	// (docs/operations.md, "Page cache of uploaded segments"). Reads of a
+	// dropped segment go to the disk, and what they bring back is left to
+	// the kernel. 0 means the default, 256 MiB; negative never drops.
 	PageCacheWindow int64
 	// Reader configures cold reads (frame cache, read-ahead window).
 	Reader tiering.ReaderConfig

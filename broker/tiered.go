@@ -274,6 +274,9 @@ func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 			s.logger.Warn("uploading a segment that does not follow the manifest", "topic", p.topic, "partition", p.id, "manifest_end", uploaded, "segment_base", seg.BaseOffset)
 		}
 		if err := s.uploadSegment(ctx, p, seg); err != nil {
+			// What is uploaded still leaves the page cache, while the
+			// rest waits: most of all then.
+			s.dropUploadedPages(p, uploaded)
 			return err
 		}
 		uploaded = seg.NextOffset
@@ -289,8 +292,9 @@ func (s *Server) tierPartition(ctx context.Context, p *partition) error {
 const DefaultPageCacheWindow = 256 << 20
 
 // dropUploadedPages drops from the page cache p's uploaded sealed segments
-// that lie wholly outside its newest PageCacheWindow bytes (each once).
-// The caller holds p.tierMu.
+// that lie wholly outside its newest PageCacheWindow bytes, each once:
+// pages a later read brings back (a lagging consumer) are left to the
+// kernel. The caller holds p.tierMu.
 func (s *Server) dropUploadedPages(p *partition, uploaded int64) {
 	window := s.cfg.PageCacheWindow
 	if window < 0 {

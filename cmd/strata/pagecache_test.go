@@ -11,4 +11,8 @@ func TestParsePageCacheWindow(t *testing.T) {
 			t.Errorf("parsePageCacheWindow(%q) = %d, %v; want %d", v, got, err, want)
 		}
 	}
+	// Too large for int64: refused, not wrapped into a negative or tiny window.
+	if got, err := parsePageCacheWindow("100000000TiB"); err == nil {
+		t.Errorf("parsePageCacheWindow(100000000TiB) = %d, want an error", got)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -401,7 +402,7 @@ func parseBytes(v string) (int64, error) {
 	mult := map[string]float64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
 		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}[unit]
 	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || mult == 0 || n < 0 {
+	if err != nil || mult == 0 || n < 0 || n*mult >= math.MaxInt64 {
 		return 0, fmt.Errorf("%q: want a size such as 512MiB or 4GiB", v)
 	}
 	return int64(n * mult), nil

@@ -1,6 +1,7 @@
 package pagecache
 
 import (
+	"fmt"
 	"os"
 	"unsafe"
 
@@ -37,4 +38,16 @@ func resident0(path string) (int, int, error) {
 		n += int(v & 1)
 	}
 	return n, len(vec), nil
+}
+
+func droppable0(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	switch st.Type {
+	case unix.TMPFS_MAGIC, unix.RAMFS_MAGIC:
+		return fmt.Errorf("pagecache: %s is on tmpfs or ramfs, whose pages cannot be dropped (set TMPDIR to a disk)", dir)
+	}
+	return nil
 }

@@ -9,9 +9,14 @@ import (
 )
 
 // A file just written is cached; after POSIX_FADV_DONTNEED (it is clean
-// once fsynced) none of it is. Linux only, by the file's name.
+// once fsynced) none of it is. Linux only, by the file's name; on tmpfs
+// Droppable says why not instead.
 func TestResidentFollowsThePageCache(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "f")
+	dir := t.TempDir()
+	if err := Droppable(dir); err != nil {
+		t.Skip(err)
+	}
+	path := filepath.Join(dir, "f")
 	data := make([]byte, 64*os.Getpagesize())
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -33,5 +38,16 @@ func TestResidentFollowsThePageCache(t *testing.T) {
 	}
 	if n, _, err := Resident(path); err != nil || n != 0 {
 		t.Fatalf("Resident after DONTNEED = %d (%v), want 0", n, err)
+	}
+}
+
+// Droppable refuses tmpfs (/dev/shm on Linux), whose pages are the files.
+func TestDroppableRefusesTmpfs(t *testing.T) {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/dev/shm", &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Fatalf("/dev/shm: %v (type %#x): this test needs the tmpfs that Linux distributions (and this project's CI machines) mount there", err, st.Type)
+	}
+	if err := Droppable("/dev/shm"); err == nil {
+		t.Fatal("Droppable(/dev/shm) = nil, want the tmpfs error")
 	}
 }
