@@ -27,7 +27,7 @@ func resident0(path string) (int, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	defer unix.Munmap(m)
+	defer func() { _ = unix.Munmap(m) }()
 	page := os.Getpagesize()
 	vec := make([]byte, (len(m)+page-1)/page)
 	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
