@@ -121,7 +121,7 @@ func startBroker(t *testing.T, opts ...func(*Config)) *testBroker {
 	t.Cleanup(func() { conn.Close() })
 	return &testBroker{
 		srv:     srv,
-		dataDir: dataDir,
+		dataDir: cfg.DataDir,
 		conn:    conn,
 		admin:   stratav1.NewAdminServiceClient(conn),
 		produce: stratav1.NewProduceServiceClient(conn),

@@ -15,7 +15,7 @@ import (
 // from the page cache, and still reads back whole; the segments inside
 // the window stay cached, and with a negative window all of them do.
 // Linux only, by the file's name (where the page cache can be read and
-// dropped); skipped only when TMPDIR is on tmpfs (pagecache.Droppable).
+// dropped); the data directory comes from pagecache.DiskDir (not tmpfs).
 func TestUploadedPagesLeaveThePageCache(t *testing.T) {
 	const segBytes = 64 << 10
 	for _, window := range []int64{3 * segBytes, -1} {
@@ -25,10 +25,8 @@ func TestUploadedPagesLeaveThePageCache(t *testing.T) {
 				c.Objects = objstore.NewMem()
 				c.UploadInterval = 50 * time.Millisecond
 				c.PageCacheWindow = window
+				c.DataDir = pagecache.DiskDir(t)
 			})
-			if err := pagecache.Droppable(b.dataDir); err != nil {
-				t.Skip(err)
-			}
 			b.createTopic(t, "pages", 1, map[string]string{"segment.bytes": "65536", "max.message.bytes": "16384"})
 			// About 640 KiB: some nine sealed segments. The records are
 			// recent, so retention.ms does not evict them once uploaded.

@@ -21,14 +21,11 @@ func residentPages(t *testing.T, path string) int {
 }
 
 // DropCache empties a sealed segment's pages from the page cache (Linux,
-// where the file name limits this test to; it skips only when TMPDIR is
-// on tmpfs, where pages cannot be dropped) and leaves its data as it was;
+// where the file name limits this test to; in a directory from
+// pagecache.DiskDir, not tmpfs) and leaves its data as it was;
 // the active segment is refused.
 func TestDropCacheEvictsSealedSegmentPages(t *testing.T) {
-	dir := t.TempDir()
-	if err := pagecache.Droppable(dir); err != nil {
-		t.Skip(err)
-	}
+	dir := pagecache.DiskDir(t)
 	l := openTest(t, Config{Dir: dir, SegmentBytes: 1 << 20, SyncPolicy: SyncAlways})
 	for i := 0; len(l.Segments()) < 2; i++ {
 		if _, _, err := l.Append(testBatch(i, 8, 4000, 1)); err != nil {

@@ -9,13 +9,10 @@ import (
 )
 
 // A file just written is cached; after POSIX_FADV_DONTNEED (it is clean
-// once fsynced) none of it is. Linux only, by the file's name; on tmpfs
-// Droppable says why not instead.
+// once fsynced) none of it is. Linux only, by the file's name; in a
+// directory from DiskDir (not tmpfs).
 func TestResidentFollowsThePageCache(t *testing.T) {
-	dir := t.TempDir()
-	if err := Droppable(dir); err != nil {
-		t.Skip(err)
-	}
+	dir := DiskDir(t)
 	path := filepath.Join(dir, "f")
 	data := make([]byte, 64*os.Getpagesize())
 	if err := os.WriteFile(path, data, 0o644); err != nil {

@@ -11,12 +11,9 @@ import (
 
 // Put leaves none of the object in the page cache (each chunk is dropped
 // once written back) and the object reads back whole. Linux only, by the
-// file's name; skipped only when TMPDIR is on tmpfs (pagecache.Droppable).
+// file's name; in a directory from pagecache.DiskDir (not tmpfs).
 func TestFilePutLeavesNoPagesCached(t *testing.T) {
-	dir := t.TempDir()
-	if err := pagecache.Droppable(dir); err != nil {
-		t.Skip(err)
-	}
+	dir := pagecache.DiskDir(t)
 	s, err := NewFile(dir)
 	if err != nil {
 		t.Fatal(err)
