@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,6 +46,10 @@ type Config struct {
 type Client struct {
 	cfg    Config
 	logger *slog.Logger
+
+	// metaGen counts the updates of mu.topics: a producer's cached view of
+	// a topic (Producer.hot) holds while it is unchanged.
+	metaGen atomic.Uint64
 
 	mu struct {
 		sync.Mutex
@@ -209,6 +214,7 @@ func (c *Client) Metadata(ctx context.Context, topics ...string) (*stratav1.GetM
 		}
 		c.mu.topics[t.GetName()] = m
 	}
+	c.metaGen.Add(1)
 	return resp, nil
 }
 

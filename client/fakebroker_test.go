@@ -21,6 +21,7 @@ type fakeBroker struct {
 	stratav1.UnimplementedConsumeServiceServer
 	addr       string
 	metaCalls  atomic.Int32
+	partitions atomic.Int32 // of topic t in GetMetadata; 0 means 1
 	leaderAddr func(call int32) (id int32, addr string)
 	streamFn   func(n int32, s stratav1.ProduceService_ProduceStreamServer) error
 	streams    atomic.Int32
@@ -32,9 +33,13 @@ type fakeBroker struct {
 func (f *fakeBroker) GetMetadata(ctx context.Context, r *stratav1.GetMetadataRequest) (*stratav1.GetMetadataResponse, error) {
 	n := f.metaCalls.Add(1)
 	id, addr := f.leaderAddr(n)
+	parts := []*stratav1.PartitionMetadata{{Partition: 0, LeaderId: id}}
+	for i := int32(1); i < f.partitions.Load(); i++ {
+		parts = append(parts, &stratav1.PartitionMetadata{Partition: i, LeaderId: id})
+	}
 	return &stratav1.GetMetadataResponse{
 		Brokers: []*stratav1.BrokerInfo{{Id: id, Address: addr}},
-		Topics:  []*stratav1.TopicMetadata{{Name: "t", Partitions: []*stratav1.PartitionMetadata{{Partition: 0, LeaderId: id}}}},
+		Topics:  []*stratav1.TopicMetadata{{Name: "t", Partitions: parts}},
 	}, nil
 }
 

@@ -312,3 +312,104 @@ func TestProducerSendsEveryBatchIntactWhileReusingBuffers(t *testing.T) {
 	}
 	t.Logf("%d produce streams, %d requests answered", f.streams.Load(), requests.Load())
 }
+
+// partitionStream acknowledges every batch and records, per partition, the
+// values written to it.
+type partitionStream struct {
+	mu  sync.Mutex
+	got map[int32][]string
+}
+
+func (ps *partitionStream) serve(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
+	for {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
+		for _, p := range req.GetPartitions() {
+			ps.mu.Lock()
+			if ps.got == nil {
+				ps.got = map[int32][]string{}
+			}
+			first := int64(len(ps.got[p.GetPartition()]))
+			err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
+				return segment.BatchRecords(b, func(r segment.Record) error {
+					ps.got[p.GetPartition()] = append(ps.got[p.GetPartition()], string(r.Value))
+					return nil
+				})
+			})
+			last := int64(len(ps.got[p.GetPartition()])) - 1
+			ps.mu.Unlock()
+			if err != nil {
+				return err
+			}
+			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: last})
+		}
+		if err := s.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// Produce keeps the batch it added to last at hand for the next record;
+// records that switch partitions in runs of every length must still each
+// reach their own partition, in order.
+func TestProducerRecordsReachTheirPartitionWhenSwitching(t *testing.T) {
+	ps := &partitionStream{}
+	f := &fakeBroker{streamFn: ps.serve}
+	f.partitions.Store(3)
+	c := fakeClient(t, f)
+	p := c.NewProducer(client.ProducerConfig{Linger: 50 * time.Microsecond, BatchBytes: 300, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	want := map[int32][]string{}
+	part, run := int32(0), 0
+	for i := range 6000 {
+		if run == 0 { // the next partition, for a run of 1 to 7 records
+			part, run = int32(i*7%3), 1+i%7
+		}
+		run--
+		v := fmt.Sprintf("%d-%05d", part, i)
+		want[part] = append(want[part], v)
+		if err := p.Produce(ctx, &client.Record{Topic: "t", Partition: part, Value: []byte(v)}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	for part := range int32(3) {
+		if !slices.Equal(ps.got[part], want[part]) {
+			t.Errorf("partition %d got %d records (first %.3q), want %d (first %.3q)", part, len(ps.got[part]), ps.got[part], len(want[part]), want[part])
+		}
+	}
+}
+
+// Produce caches a topic's partition count; a metadata refresh that finds
+// more partitions must reach the next record.
+func TestProducerSeesPartitionsAddedByAMetadataRefresh(t *testing.T) {
+	f := &fakeBroker{streamFn: okStream}
+	c := fakeClient(t, f)
+	p := c.NewProducer(client.ProducerConfig{Linger: time.Millisecond, ManualPartitions: true})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.ProduceSync(ctx, &client.Record{Topic: "t", Partition: 0, Value: []byte("a")}); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Produce(ctx, &client.Record{Topic: "t", Partition: 2, Value: []byte("b")}, nil)
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("partition 2 of a 1-partition topic: got %v, want NotFound", err)
+	}
+	f.partitions.Store(3)
+	if _, err := c.Metadata(ctx, "t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &client.Record{Topic: "t", Partition: 2, Value: []byte("c")}); err != nil {
+		t.Fatalf("partition 2 after the refresh found 3: %v", err)
+	}
+}

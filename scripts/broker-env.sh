@@ -20,7 +20,7 @@ fi
 
 # wait_ready: wait up to 20 s for the broker on HTTP_PORT to answer
 # /readyz.
-wait_ready() { for _ in $(seq 100); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done; }
+wait_ready() { for _ in $(seq ${READY_TRIES:-100}); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done; }
 
 # start_fresh BIN DIR [serve flags...]: start `BIN serve` on an empty data
 # directory DIR (removed first; its log in DIR.log) on PORT and HTTP_PORT,
