@@ -303,7 +303,7 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			wrecs := newSlabs(func(*client.Record, error) {})
 			wstart := time.Now()
 			for k := 0; o.warmup > 0; k++ {
-				now := time.Now()
+				now := monoNow(wstart)
 				if now.Sub(wstart) >= o.warmup {
 					break
 				}
@@ -338,10 +338,11 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 			})
 			for j := lo; j < hi; j++ {
 				// Reading the clock is not free on every VM: read it once per
-				// record (the send time doubles as the record timestamp).
-				sent := time.Now()
+				// record (the send time doubles as the record timestamp),
+				// the monotonic clock alone.
+				sent := monoNow(pstart)
 				if pace(sent, pstart, j-lo, perProducer, o.paceStep) {
-					sent = time.Now()
+					sent = monoNow(pstart)
 				}
 				r, promise := recs.next()
 				*r = client.Record{Topic: o.topic, Partition: int32(j % int64(nparts)), Value: values[j%int64(len(values))], Timestamp: sent}
@@ -394,6 +395,13 @@ func runBenchProduce(cmd *cobra.Command, o *benchOptions) error {
 		o.records, o.recordSize, elapsed, lat, "ack")
 	return nil
 }
+
+// monoNow is the time now as base plus the time since base, read from the
+// monotonic clock only: time.Now reads the wall clock as well, and at
+// 1,247,504 records/s of 100 B the bench client's time.Now per record was
+// 11 % of its CPU (docs/benchmarks.md, seventeenth session). The wall
+// reading it carries is base's advanced by the monotonic clock.
+func monoNow(base time.Time) time.Time { return base.Add(time.Since(base)) }
 
 // pace sleeps until record k of a producer that started at start is due
 // at rate records/s, now being the time, unless it is due within step
