@@ -1,0 +1,2 @@
+#!/bin/bash
+USE=falloc exec "$(dirname "$0")/wrap.sh" "$@"
