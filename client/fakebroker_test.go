@@ -22,6 +22,7 @@ type fakeBroker struct {
 	addr       string
 	metaCalls  atomic.Int32
 	partitions atomic.Int32 // of topic t in GetMetadata; 0 means 1
+	alsoU      bool         // GetMetadata also serves topic u, one partition
 	leaderAddr func(call int32) (id int32, addr string)
 	streamFn   func(n int32, s stratav1.ProduceService_ProduceStreamServer) error
 	streams    atomic.Int32
@@ -37,9 +38,13 @@ func (f *fakeBroker) GetMetadata(ctx context.Context, r *stratav1.GetMetadataReq
 	for i := int32(1); i < f.partitions.Load(); i++ {
 		parts = append(parts, &stratav1.PartitionMetadata{Partition: i, LeaderId: id})
 	}
+	topics := []*stratav1.TopicMetadata{{Name: "t", Partitions: parts}}
+	if f.alsoU {
+		topics = append(topics, &stratav1.TopicMetadata{Name: "u", Partitions: []*stratav1.PartitionMetadata{{Partition: 0, LeaderId: id}}})
+	}
 	return &stratav1.GetMetadataResponse{
 		Brokers: []*stratav1.BrokerInfo{{Id: id, Address: addr}},
-		Topics:  []*stratav1.TopicMetadata{{Name: "t", Partitions: parts}},
+		Topics:  topics,
 	}, nil
 }
 

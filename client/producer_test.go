@@ -413,3 +413,27 @@ func TestProducerSeesPartitionsAddedByAMetadataRefresh(t *testing.T) {
 		t.Fatalf("partition 2 after the refresh found 3: %v", err)
 	}
 }
+
+// The cached partition count is one topic's: a record to another topic
+// right after must be checked against that topic's own count.
+func TestProducerChecksEachTopicsOwnPartitionCount(t *testing.T) {
+	f := &fakeBroker{streamFn: okStream, alsoU: true}
+	f.partitions.Store(3)
+	c := fakeClient(t, f)
+	p := c.NewProducer(client.ProducerConfig{Linger: time.Millisecond, ManualPartitions: true})
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for range 3 {
+		if err := p.ProduceSync(ctx, &client.Record{Topic: "t", Partition: 2, Value: []byte("a")}); err != nil {
+			t.Fatalf("partition 2 of t (3 partitions): %v", err)
+		}
+		err := p.Produce(ctx, &client.Record{Topic: "u", Partition: 2, Value: []byte("b")}, nil)
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("partition 2 of u (1 partition) right after t: got %v, want NotFound", err)
+		}
+		if err := p.ProduceSync(ctx, &client.Record{Topic: "u", Partition: 0, Value: []byte("c")}); err != nil {
+			t.Fatalf("partition 0 of u: %v", err)
+		}
+	}
+}
