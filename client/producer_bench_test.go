@@ -51,3 +51,46 @@ func BenchmarkProducer(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+// BenchmarkProducerTwoTopics is BenchmarkProducer with records going to
+// two topics in turn: the producer's per-topic cache misses on every
+// record.
+//
+//	go test -run '^$' -bench ProducerTwoTopics -benchmem -count 5 ./client/
+func BenchmarkProducerTwoTopics(b *testing.B) {
+	f := &fakeBroker{streamFn: okStream, alsoU: true}
+	c := fakeClient(b, f)
+	p := c.NewProducer(client.ProducerConfig{Linger: time.Millisecond, BatchBytes: 64 << 10, ManualPartitions: true})
+	defer p.Close()
+	ctx := context.Background()
+	value := make([]byte, 100)
+	topics := []string{"t", "u"}
+	for _, tp := range topics {
+		if err := p.ProduceSync(ctx, &client.Record{Topic: tp, Value: value}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var slab []client.Record
+	promise := func(_ *client.Record, err error) {
+		if err != nil {
+			b.Error(err)
+		}
+	}
+	b.SetBytes(int64(len(value)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if len(slab) == 0 {
+			slab = make([]client.Record, 1024)
+		}
+		r := &slab[0]
+		slab = slab[1:]
+		*r = client.Record{Topic: topics[i%2], Value: value}
+		if err := p.Produce(ctx, r, promise); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+}
