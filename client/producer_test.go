@@ -131,11 +131,11 @@ func TestProducerKeepsOrderAcrossLingerAndFullBatches(t *testing.T) {
 }
 
 // recordingStream is a fake broker's produce stream that keeps the value
-// of every record written, in the order written, and answers with the
-// offsets.
+// of every record written, per partition in the order written, and
+// answers with the offsets.
 type recordingStream struct {
 	mu  sync.Mutex
-	got []string
+	got map[int32][]string
 }
 
 func (rs *recordingStream) serve(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
@@ -147,19 +147,23 @@ func (rs *recordingStream) serve(_ int32, s stratav1.ProduceService_ProduceStrea
 		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
 		for _, p := range req.GetPartitions() {
 			rs.mu.Lock()
-			first := int64(len(rs.got))
+			if rs.got == nil {
+				rs.got = map[int32][]string{}
+			}
+			part := p.GetPartition()
+			first := int64(len(rs.got[part]))
 			err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
 				return segment.BatchRecords(b, func(r segment.Record) error {
-					rs.got = append(rs.got, string(r.Value))
+					rs.got[part] = append(rs.got[part], string(r.Value))
 					return nil
 				})
 			})
-			last := int64(len(rs.got)) - 1
+			last := int64(len(rs.got[part])) - 1
 			rs.mu.Unlock()
 			if err != nil {
 				return err
 			}
-			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: last})
+			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: part, BaseOffset: first, LastOffset: last})
 		}
 		if err := s.Send(resp); err != nil {
 			return err
@@ -167,10 +171,14 @@ func (rs *recordingStream) serve(_ int32, s stratav1.ProduceService_ProduceStrea
 	}
 }
 
-func (rs *recordingStream) values() []string {
+// values returns the values written to partition 0.
+func (rs *recordingStream) values() []string { return rs.partition(0) }
+
+// partition returns the values written to partition part.
+func (rs *recordingStream) partition(part int32) []string {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	return slices.Clone(rs.got)
+	return slices.Clone(rs.got[part])
 }
 
 // Several goroutines produce to one partition with one request in flight
@@ -313,51 +321,12 @@ func TestProducerSendsEveryBatchIntactWhileReusingBuffers(t *testing.T) {
 	t.Logf("%d produce streams, %d requests answered", f.streams.Load(), requests.Load())
 }
 
-// partitionStream acknowledges every batch and records, per partition, the
-// values written to it.
-type partitionStream struct {
-	mu  sync.Mutex
-	got map[int32][]string
-}
-
-func (ps *partitionStream) serve(_ int32, s stratav1.ProduceService_ProduceStreamServer) error {
-	for {
-		req, err := s.Recv()
-		if err != nil {
-			return err
-		}
-		resp := &stratav1.ProduceResponse{RequestId: req.GetRequestId()}
-		for _, p := range req.GetPartitions() {
-			ps.mu.Lock()
-			if ps.got == nil {
-				ps.got = map[int32][]string{}
-			}
-			first := int64(len(ps.got[p.GetPartition()]))
-			err := segment.ForEachBatch(p.GetRecords(), func(_ segment.BatchHeader, b []byte) error {
-				return segment.BatchRecords(b, func(r segment.Record) error {
-					ps.got[p.GetPartition()] = append(ps.got[p.GetPartition()], string(r.Value))
-					return nil
-				})
-			})
-			last := int64(len(ps.got[p.GetPartition()])) - 1
-			ps.mu.Unlock()
-			if err != nil {
-				return err
-			}
-			resp.Partitions = append(resp.Partitions, &stratav1.PartitionResult{Topic: p.GetTopic(), Partition: p.GetPartition(), BaseOffset: first, LastOffset: last})
-		}
-		if err := s.Send(resp); err != nil {
-			return err
-		}
-	}
-}
-
 // Produce keeps the batch it added to last at hand for the next record;
 // records that switch partitions in runs of every length must still each
 // reach their own partition, in order.
 func TestProducerRecordsReachTheirPartitionWhenSwitching(t *testing.T) {
-	ps := &partitionStream{}
-	f := &fakeBroker{streamFn: ps.serve}
+	rec := &recordingStream{}
+	f := &fakeBroker{streamFn: rec.serve}
 	f.partitions.Store(3)
 	c := fakeClient(t, f)
 	p := c.NewProducer(client.ProducerConfig{Linger: 50 * time.Microsecond, BatchBytes: 300, ManualPartitions: true, DeliveryTimeout: 10 * time.Second})
@@ -380,11 +349,9 @@ func TestProducerRecordsReachTheirPartitionWhenSwitching(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Close()
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
 	for part := range int32(3) {
-		if !slices.Equal(ps.got[part], want[part]) {
-			t.Errorf("partition %d got %d records (first %.3q), want %d (first %.3q)", part, len(ps.got[part]), ps.got[part], len(want[part]), want[part])
+		if got := rec.partition(part); !slices.Equal(got, want[part]) {
+			t.Errorf("partition %d got %d records (first %.3q), want %d (first %.3q)", part, len(got), got, len(want[part]), want[part])
 		}
 	}
 }

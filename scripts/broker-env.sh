@@ -18,8 +18,8 @@ if curl -sf "127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
   exit 1
 fi
 
-# wait_ready: wait up to 20 s for the broker on HTTP_PORT to answer
-# /readyz.
+# wait_ready: wait up to READY_TRIES x 0.2 s (default 100: 20 s) for the
+# broker on HTTP_PORT to answer /readyz.
 wait_ready() { for _ in $(seq ${READY_TRIES:-100}); do curl -sf 127.0.0.1:$HTTP_PORT/readyz >/dev/null && break; sleep 0.2; done; }
 
 # start_fresh BIN DIR [serve flags...]: start `BIN serve` on an empty data
